@@ -1,0 +1,1 @@
+"""CalLMIP Explorer: metrics, views, app, command line and exporter."""

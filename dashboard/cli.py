@@ -1,0 +1,206 @@
+"""The ``callmip`` command line: ``serve | demo | check | catalog | metrics``.
+
+Heavy imports happen inside each command, so ``callmip --help`` and ``callmip catalog`` stay fast.
+Exit status: 0 success, 1 a checked file failed (``check``) or a command failed, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """Bad arguments (exit status 2)."""
+
+
+def _parse_years(text: str) -> tuple[int, int]:
+    try:
+        start, end = (int(x) for x in text.split("-"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"years must be YYYY-YYYY, not {text!r}") from exc
+    if end < start:
+        raise argparse.ArgumentTypeError(f"years {text!r} end before they start")
+    return start, end
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``callmip`` command."""
+    parser = argparse.ArgumentParser(
+        prog="callmip",
+        description="CalLMIP Explorer: explore, check and score CalLMIP submissions.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="start the dashboard (on the demo archive if no DATA_ROOT)")
+    p.add_argument("data_root", nargs="?", help="folder of CalLMIP files (default: demo archive)")
+    p.add_argument("--port", type=int, default=5006, help="port (default 5006; 0 = any free)")
+    p.add_argument("--address", default="localhost", help="address to listen on")
+    p.add_argument("--show", action="store_true", help="open a browser tab")
+    p.add_argument("--allow-websocket-origin", action="append", default=None,
+                   metavar="HOST[:PORT]", help="websocket origin to accept (repeatable)")
+    p.add_argument("--num-procs", type=int, default=1, help="worker processes (hosted mode)")
+    p.add_argument("--warm", action="store_true",
+                   help="import libraries and compute metrics once before serving")
+
+    p = sub.add_parser("demo", help="write the demo archive (synthetic, from a toy calibration)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--resolution", type=float, default=2.0,
+                   help="global grid resolution in degrees (default 2.0)")
+    p.add_argument("--years", type=_parse_years, default=(2001, 2020),
+                   help="years of the global runs, YYYY-YYYY (default 2001-2020)")
+
+    p = sub.add_parser("check", help="check submission files against the CalLMIP protocol v2")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to check")
+    p.add_argument("--json", action="store_true", help="print a JSON list of reports")
+    p.add_argument("--obs-root", help="folder of observation files (checks the number of days)")
+
+    p = sub.add_parser("catalog", help="list the files of a data folder, parsed from names")
+    p.add_argument("data_root", help="folder or fsspec URL")
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows")
+
+    p = sub.add_parser("metrics", help="compute misfit, spread and parameter tables")
+    p.add_argument("data_root", help="folder of CalLMIP files")
+    p.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
+    p.add_argument("--out", help="output file (json) or folder/prefix (csv, parquet); "
+                                 "default: stdout for json and csv")
+    p.add_argument("--min-n", type=int, default=None,
+                   help="minimum number of valid days for a score (default 30)")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """List every file with its parsed fields."""
+    from loaders.catalog import JSON_KEYS, build_catalog, catalog_records
+
+    try:
+        df = build_catalog(args.data_root)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        rows = catalog_records(df)
+        keys = list(JSON_KEYS) + [k for k in df.columns if k not in JSON_KEYS]
+        print(json.dumps([{k: r.get(k) for k in keys} for r in rows], indent=1))
+        return 0
+    if df.empty:
+        print(f"no files under {args.data_root}")
+        return 0
+    cols = ["kind", "model", "version", "scenario", "site", "cal_val", "stage", "size", "name"]
+    view = df[cols].astype(object).where(df[cols].notna(), "")
+    print(view.to_string(index=False))
+    counts = df["kind"].value_counts()
+    print("\n" + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" ({len(df)} files)")
+    for row in df[df["kind"] == "unrecognised"].itertuples():
+        print(f"unrecognised: {row.name}: {row.reason}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check files against the protocol and print a report per file."""
+    from loaders.protocol import check_paths, format_report
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise UsageError("no such file or folder: " + ", ".join(missing))
+    if args.obs_root and not Path(args.obs_root).is_dir():
+        raise UsageError(f"--obs-root {args.obs_root!r} is not a folder")
+    reports = check_paths(args.paths, obs_root=args.obs_root)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=1))
+    else:
+        for report in reports:
+            print(format_report(report))
+        n_bad = sum(not r.ok for r in reports)
+        print(f"\n{len(reports) - n_bad} of {len(reports)} files passed")
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Write the demo archive."""
+    from dashboard.demo import generate_archive
+
+    out = generate_archive(args.out, seed=args.seed, resolution=args.resolution,
+                           years=args.years, progress=True)
+    print(f"demo archive written to {out}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Compute the metric tables and write them."""
+    from dashboard.metrics.tables import DEFAULT_MIN_N, compute_tables, tables_to_json
+
+    if not Path(args.data_root).exists():
+        raise UsageError(f"data root {args.data_root!r} does not exist")
+    min_n = args.min_n if args.min_n is not None else DEFAULT_MIN_N
+    tables = compute_tables(args.data_root, min_n=min_n, progress=True)
+    if args.format == "json":
+        text = json.dumps(tables_to_json(tables), indent=1)
+        if args.out:
+            Path(args.out).write_text(text)
+        else:
+            print(text)
+        return 0
+    if args.format == "csv" and not args.out:
+        for name, df in tables.items():
+            print(f"# {name}")
+            print(df.to_csv(index=False))
+        return 0
+    if not args.out:
+        raise UsageError("--out is required with --format parquet")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        target = out / f"{name}.{args.format}"
+        if args.format == "csv":
+            df.to_csv(target, index=False)
+        else:
+            df.to_parquet(target, index=False)
+        print(f"wrote {target} ({len(df)} rows)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the dashboard server."""
+    from dashboard.server import serve
+
+    return serve(data_root=args.data_root, port=args.port, address=args.address,
+                 show=args.show, allow_websocket_origin=args.allow_websocket_origin,
+                 num_procs=args.num_procs, warm=args.warm)
+
+
+COMMANDS = {
+    "catalog": cmd_catalog,
+    "check": cmd_check,
+    "demo": cmd_demo,
+    "metrics": cmd_metrics,
+    "serve": cmd_serve,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``callmip`` command; return its exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"callmip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""An archive: a catalog plus cached, lazy access to the files it lists.
+
+Files are opened only when asked for, once per process (keyed by path, size and modification
+time, with a bound on how many are kept), under one lock because NetCDF/HDF5 reads are not
+thread-safe. A file that cannot be read is recorded in :attr:`Archive.errors` with its message;
+callers get ``None`` (or skip it) and everything else keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from loaders.catalog import build_catalog
+from loaders.readers import (
+    CalLMIPFileError,
+    open_observations,
+    open_site_run,
+    read_parameters,
+)
+
+#: How many opened site runs / observation files one process keeps in memory (about 1 MB each).
+CACHE_SIZE = 512
+
+_READ_LOCK = threading.RLock()
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _cached_site_run(path: str, size: int | None, mtime: float | None) -> xr.Dataset:
+    with _READ_LOCK:
+        return open_site_run(path)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _cached_observations(path: str, size: int | None, mtime: float | None) -> xr.Dataset:
+    with _READ_LOCK:
+        return open_observations(path)
+
+
+@lru_cache(maxsize=64)
+def _cached_parameters(path: str, size: int | None, mtime: float | None) -> pd.DataFrame:
+    return read_parameters(path)
+
+
+def clear_cache() -> None:
+    """Forget every opened file (for tests and after files change in place)."""
+    _cached_site_run.cache_clear()
+    _cached_observations.cache_clear()
+    _cached_parameters.cache_clear()
+
+
+class Archive:
+    """A folder of CalLMIP files, catalogued by name and opened on demand.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Data folder (or fsspec URL).
+    catalog : pandas.DataFrame, optional
+        A catalog already built for ``root``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], catalog: pd.DataFrame | None = None):
+        self.root = str(root)
+        self.catalog = build_catalog(root) if catalog is None else catalog
+        #: path → message for every file that failed to open.
+        self.errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- selections ----------------------------------------------------------------------
+    @property
+    def site_runs(self) -> pd.DataFrame:
+        """Catalog rows of site runs, with a ``model_id`` column (``<model>.<version>``)."""
+        df = self.catalog[self.catalog["kind"] == "site_run"].copy()
+        df["model_id"] = df["model"] + "." + df["version"]
+        return df
+
+    @property
+    def global_runs(self) -> pd.DataFrame:
+        """Catalog rows of global runs, with a ``model_id`` column."""
+        df = self.catalog[self.catalog["kind"] == "global_run"].copy()
+        df["model_id"] = df["model"] + "." + df["version"]
+        return df
+
+    @property
+    def observation_files(self) -> pd.DataFrame:
+        """Catalog rows of observation files."""
+        return self.catalog[self.catalog["kind"] == "observation"]
+
+    @property
+    def parameter_files(self) -> pd.DataFrame:
+        """Catalog rows of parameter tables."""
+        return self.catalog[self.catalog["kind"] == "parameters"]
+
+    @property
+    def unrecognised(self) -> pd.DataFrame:
+        """Catalog rows whose names fit no convention."""
+        return self.catalog[self.catalog["kind"] == "unrecognised"]
+
+    def model_ids(self) -> list[str]:
+        """Sorted ``<model>.<version>`` identifiers of every site run."""
+        return sorted(self.site_runs["model_id"].dropna().unique())
+
+    def sites(self) -> list[str]:
+        """Sorted site ids with at least one site run or observation file."""
+        ids = set(self.site_runs["site"].dropna()) | set(self.observation_files["site"].dropna())
+        return sorted(ids)
+
+    def scenarios(self) -> list[int]:
+        """Sorted scenario numbers present among site runs."""
+        return sorted(int(s) for s in self.site_runs["scenario"].dropna().unique())
+
+    def observation_path(self, site: str) -> str | None:
+        """The observation file for ``site``: the CalLMIP daily file with the longest record
+        (a PLUMBER2 original only when there is no daily file)."""
+        obs = self.observation_files[self.observation_files["site"] == site]
+        if obs.empty:
+            return None
+        obs = obs.assign(
+            _daily=(obs["convention"] == "obs_daily").astype(int),
+            _span=(obs["year_end"] - obs["year_start"]).fillna(0),
+        ).sort_values(["_daily", "_span"], ascending=False)
+        return str(obs.iloc[0]["path"])
+
+    def runs(self, *, site: str | None = None, scenario: int | None = None,
+             stage: str | None = None, model_id: str | None = None) -> pd.DataFrame:
+        """Site-run catalog rows filtered by any of site, scenario, stage and model id."""
+        df = self.site_runs
+        if site is not None:
+            df = df[df["site"] == site]
+        if scenario is not None:
+            df = df[df["scenario"] == scenario]
+        if stage is not None:
+            df = df[df["stage"] == stage]
+        if model_id is not None:
+            df = df[df["model_id"] == model_id]
+        return df
+
+    def prior_row(self, model_id: str, scenario: int, site: str) -> pd.Series | None:
+        """The prior run paired with a posterior of ``scenario``.
+
+        Protocol v2 asks for prior runs once (Scenario 1); a scenario's own prior is used when
+        one was submitted, otherwise the Scenario 1 prior.
+        """
+        for scen in (scenario, 1):
+            rows = self.runs(site=site, scenario=scen, stage="Prior", model_id=model_id)
+            if not rows.empty:
+                return rows.iloc[0]
+        return None
+
+    # -- opening -------------------------------------------------------------------------
+    def _row_for(self, path: str) -> pd.Series | None:
+        rows = self.catalog[self.catalog["path"] == path]
+        return rows.iloc[0] if not rows.empty else None
+
+    def _key(self, path: str) -> tuple[str, int | None, float | None]:
+        row = self._row_for(path)
+        if row is None:
+            try:
+                st = Path(path).stat()
+                return path, st.st_size, st.st_mtime
+            except OSError:
+                return path, None, None
+        size = None if pd.isna(row["size"]) else int(row["size"])
+        mtime = None if pd.isna(row["mtime"]) else float(row["mtime"])
+        return path, size, mtime
+
+    def _record(self, path: str, exc: Exception) -> None:
+        with self._lock:
+            self.errors[path] = str(exc)
+
+    def open_run(self, path: str) -> xr.Dataset | None:
+        """Open a site run (cached); ``None`` and an entry in :attr:`errors` if it fails."""
+        try:
+            return _cached_site_run(*self._key(path))
+        except CalLMIPFileError as exc:
+            self._record(path, exc)
+        except Exception as exc:  # any library error becomes a recorded message
+            self._record(path, CalLMIPFileError(path, f"cannot be read: {exc}"))
+        return None
+
+    def open_observations(self, site: str) -> xr.Dataset | None:
+        """Open the observations of ``site`` (cached); ``None`` if there are none or it fails."""
+        path = self.observation_path(site)
+        if path is None:
+            return None
+        try:
+            return _cached_observations(*self._key(path))
+        except CalLMIPFileError as exc:
+            self._record(path, exc)
+        except Exception as exc:
+            self._record(path, CalLMIPFileError(path, f"cannot be read: {exc}"))
+        return None
+
+    def read_parameters(self, path: str) -> pd.DataFrame | None:
+        """Read a parameter table (cached); ``None`` and an entry in :attr:`errors` on failure."""
+        try:
+            return _cached_parameters(*self._key(path)).copy()
+        except CalLMIPFileError as exc:
+            self._record(path, exc)
+        except Exception as exc:
+            self._record(path, CalLMIPFileError(path, f"cannot be read: {exc}"))
+        return None
+
+    def signature(self) -> str:
+        """A short hash of every catalogued path, size and mtime: changes when files change."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for row in self.catalog[["path", "size", "mtime"]].itertuples(index=False):
+            h.update(f"{row.path}|{row.size}|{row.mtime}\n".encode())
+        return h.hexdigest()[:16]

@@ -1,0 +1,675 @@
+"""Open CalLMIP files as standardised xarray objects.
+
+Every reader returns the same shape of object whatever the file's quirks:
+
+* a ``time`` coordinate of calendar dates (``datetime64[ns]`` at midnight); a ``noleap`` or
+  ``360_day`` model calendar is aligned on real dates and what is missing is listed in
+  ``attrs["missing_dates"]``;
+* canonical CMIP variable names and Table 3 units (harmless unit spellings are accepted, known
+  scalings converted);
+* for site runs and observations, the *comparison variables* ``NEE`` (gC m-2 d-1, positive to
+  the atmosphere), ``Qle`` and ``Qh`` (W m-2) with ``NEE_unc``, ``Qle_unc``, ``Qh_unc`` where an
+  uncertainty exists — derived in :mod:`loaders.variables` only;
+* an optional ``member`` dimension for ensembles (whatever the file called it);
+* scalar ``lat``/``lon`` coordinates for sites.
+
+Readers raise :class:`CalLMIPFileError` (with the file name and the problem) on a file they cannot
+read; they never return a half-read object.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import cftime
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from loaders.naming import parse_name
+from loaders.variables import (
+    COMPARISON,
+    ENSEMBLE_DIMS,
+    TABLE3,
+    UNCERTAINTY_SUFFIXES,
+    conversion_factor,
+    nee_from_nep,
+    nee_unc_from_nep_unc,
+    strip_invisible,
+)
+
+#: Values at or beyond this magnitude are fill values even without a ``_FillValue`` attribute.
+FILL_THRESHOLD = 1e30
+
+PARAMETER_COLUMNS: tuple[str, ...] = (
+    "parameter", "long_name", "process", "pft", "units", "prior_value", "prior_min",
+    "prior_max", "prior_sd", "posterior_value", "posterior_sd", "posterior_p05",
+    "posterior_p95", "sensitivity_rank",
+)
+_NUMERIC_PARAMETER_COLUMNS = PARAMETER_COLUMNS[5:]
+
+
+class CalLMIPFileError(Exception):
+    """A file could not be read; the message names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{Path(self.path).name}: {problem}")
+
+
+# --------------------------------------------------------------------------------------------
+# Low-level opening
+# --------------------------------------------------------------------------------------------
+
+def _is_remote(path: str | os.PathLike[str]) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def _netcdf_bytes_engine(head: bytes) -> str:
+    if head.startswith(b"CDF"):
+        return "scipy"
+    if head.startswith(b"\x89HDF"):
+        return "h5netcdf"
+    raise ValueError("not a NetCDF file (unknown signature)")
+
+
+def sniff_netcdf(path: str | os.PathLike[str]) -> str:
+    """Say why a file is not readable NetCDF before handing it to a library.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Local path.
+
+    Returns
+    -------
+    str
+        ``"netcdf3"`` or ``"netcdf4"``.
+
+    Raises
+    ------
+    CalLMIPFileError
+        If the file is missing, empty or does not start with a NetCDF signature.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise CalLMIPFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise CalLMIPFileError(path, "is empty (0 bytes)")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"CDF"):
+        return "netcdf3"
+    if head.startswith(b"\x89HDF"):
+        return "netcdf4"
+    raise CalLMIPFileError(path, "is not a NetCDF file (no NetCDF or HDF5 signature)")
+
+
+def open_raw(path: str | os.PathLike[str], *, chunks: dict[str, int] | None = None,
+             drop_variables: list[str] | None = None) -> xr.Dataset:
+    """Open a NetCDF file with no decoding of times, tolerating the template's quirks.
+
+    The CalLMIP template has scalar ``lat``/``lon`` variables that clash with its ``lat``/``lon``
+    dimensions; they are dropped (their values are kept in ``attrs["_scalar_lat_lon"]``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Local path or fsspec URL.
+    chunks : dict, optional
+        Dask chunks (lazy loading).
+    drop_variables : list of str, optional
+        Variables not to read.
+
+    Returns
+    -------
+    xarray.Dataset
+        The raw dataset (times undecoded, fill values masked).
+
+    Raises
+    ------
+    CalLMIPFileError
+        If the file cannot be opened as NetCDF.
+    """
+    drop = list(drop_variables or [])
+    kwargs: dict[str, Any] = {"decode_times": False, "chunks": chunks}
+    if _is_remote(path):
+        import fsspec
+
+        try:
+            with fsspec.open(str(path), "rb") as fh:
+                data = fh.read()
+            engine = _netcdf_bytes_engine(data[:8])
+        except Exception as exc:
+            raise CalLMIPFileError(path, f"cannot be read: {exc}") from exc
+        source: Any = io.BytesIO(data)
+        kwargs["engine"] = engine
+    else:
+        sniff_netcdf(path)
+        source = str(path)
+        kwargs["engine"] = "netcdf4"
+    scalar_latlon: dict[str, float] = {}
+    try:
+        ds = xr.open_dataset(source, drop_variables=drop or None, **kwargs)
+    except ValueError as exc:
+        if "already exists as a scalar variable" not in str(exc):
+            raise CalLMIPFileError(path, f"cannot be decoded: {exc}") from exc
+        scalar_latlon = _read_scalar_latlon(path)
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        try:
+            ds = xr.open_dataset(source, drop_variables=drop + ["lat", "lon"], **kwargs)
+        except Exception as exc2:  # pragma: no cover - defensive
+            raise CalLMIPFileError(path, f"cannot be decoded: {exc2}") from exc2
+    except OSError as exc:
+        raise CalLMIPFileError(path, f"is truncated or corrupt ({exc})") from exc
+    except Exception as exc:
+        raise CalLMIPFileError(path, f"cannot be opened: {exc}") from exc
+    if scalar_latlon:
+        ds.attrs["_scalar_lat_lon"] = scalar_latlon
+    return ds
+
+
+def _read_scalar_latlon(path: str | os.PathLike[str]) -> dict[str, float]:
+    if _is_remote(path):
+        return {}
+    import netCDF4
+
+    out: dict[str, float] = {}
+    try:
+        with netCDF4.Dataset(str(path)) as nc:
+            for name in ("lat", "lon"):
+                if name in nc.variables and nc.variables[name].ndim == 0:
+                    out[name] = float(nc.variables[name][...])
+    except Exception:  # the scalar values are a nicety; the main open reports real errors
+        return {}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Time
+# --------------------------------------------------------------------------------------------
+
+def decode_daily_time(time: xr.DataArray, path: str | os.PathLike[str] = "") -> pd.DatetimeIndex:
+    """Decode a CF time axis to calendar dates (midnight), whatever the model calendar.
+
+    Values such as ``0.5, 1.5`` (mid-day stamps) are floored to their date.
+
+    Parameters
+    ----------
+    time : xarray.DataArray
+        The undecoded time variable with ``units`` (and optionally ``calendar``).
+    path : str, optional
+        For error messages.
+
+    Returns
+    -------
+    pandas.DatetimeIndex
+        One date per time step (may contain ``NaT`` for impossible dates such as 30 February).
+
+    Raises
+    ------
+    CalLMIPFileError
+        If the units are missing or not ``<unit> since <date>``.
+    """
+    units = strip_invisible(time.attrs.get("units", ""))
+    calendar = strip_invisible(time.attrs.get("calendar", "standard")) or "standard"
+    if " since " not in units:
+        raise CalLMIPFileError(path, f"time units {units!r} are not '<unit> since <date>'")
+    values = np.asarray(time.values, dtype="float64")
+    try:
+        dates = cftime.num2date(values, units, calendar=calendar, only_use_cftime_datetimes=True)
+    except Exception as exc:
+        raise CalLMIPFileError(path, f"time cannot be decoded ({units!r}, {calendar!r}): {exc}")
+    out = []
+    for d in np.atleast_1d(dates):
+        try:
+            out.append(pd.Timestamp(year=d.year, month=d.month, day=d.day))
+        except (ValueError, AttributeError):
+            out.append(pd.NaT)
+    return pd.DatetimeIndex(out, name="time").as_unit("ns")
+
+
+def _align_on_dates(ds: xr.Dataset, dates: pd.DatetimeIndex, path: str) -> xr.Dataset:
+    """Give ``ds`` a complete daily date axis, listing dates the file lacks or repeats."""
+    keep = ~dates.isna() & ~dates.duplicated()
+    dropped = int((~keep).sum())
+    ds = ds.isel(time=np.flatnonzero(keep))
+    dates = dates[keep]
+    ds = ds.assign_coords(time=dates)
+    ds.attrs["dropped_time_steps"] = dropped
+    if len(dates) == 0:
+        ds.attrs["missing_dates"] = []
+        return ds
+    full = pd.date_range(dates.min(), dates.max(), freq="D", name="time", unit="ns")
+    missing = full.difference(dates)
+    if len(missing) or not dates.is_monotonic_increasing:
+        ds = ds.reindex(time=full)
+    ds.attrs["missing_dates"] = [d.strftime("%Y-%m-%d") for d in missing]
+    return ds
+
+
+# --------------------------------------------------------------------------------------------
+# Site runs
+# --------------------------------------------------------------------------------------------
+
+def _standardise_ensemble_dim(ds: xr.Dataset) -> xr.Dataset:
+    for dim in ds.dims:
+        if str(dim).lower() in ENSEMBLE_DIMS and dim != "member":
+            return ds.rename({dim: "member"})
+    return ds
+
+
+def _mask_fill(da: xr.DataArray) -> xr.DataArray:
+    if da.dtype.kind == "f":
+        return da.where(np.abs(da) < FILL_THRESHOLD)
+    return da
+
+
+def _uncertainty_name(ds: xr.Dataset, var: str) -> str | None:
+    for suffix in UNCERTAINTY_SUFFIXES:
+        if f"{var}{suffix}" in ds.data_vars:
+            return f"{var}{suffix}"
+    return None
+
+
+def _squeeze_site(ds: xr.Dataset, path: str) -> tuple[xr.Dataset, float | None, float | None]:
+    lat = lon = None
+    scalars = ds.attrs.pop("_scalar_lat_lon", {})
+    for name, dims in (("latitude", ("lat", "y")), ("longitude", ("lon", "x"))):
+        if name in ds.variables and ds[name].size == 1:
+            value = float(np.asarray(ds[name].values).ravel()[0])
+            if name == "latitude":
+                lat = value
+            else:
+                lon = value
+    lat = scalars.get("lat", lat)
+    lon = scalars.get("lon", lon)
+    for dim in ("lat", "lon", "y", "x", "latitude", "longitude"):
+        if dim in ds.dims:
+            if ds.sizes[dim] != 1:
+                raise CalLMIPFileError(path, f"dimension {dim!r} has size {ds.sizes[dim]}, "
+                                             "expected a single site (size 1)")
+            ds = ds.isel({dim: 0}, drop=True)
+    ds = ds.drop_vars([v for v in ("latitude", "longitude", "lat", "lon") if v in ds.variables])
+    return ds, lat, lon
+
+
+def _canonical_units(da: xr.DataArray, name: str, path: str) -> xr.DataArray:
+    spec = TABLE3.get(name)
+    if spec is None:
+        return da
+    written = da.attrs.get("units")
+    factor = conversion_factor(written, spec.units)
+    if factor is None:
+        raise CalLMIPFileError(path, f"variable {name!r} has units {written!r}; Table 3 asks "
+                                     f"for {spec.units!r} and no conversion is known")
+    if factor != 1.0:
+        da = da * factor
+    da.attrs = {**da.attrs, "units": spec.units, "units_as_written": written}
+    return da
+
+
+def open_site_run(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a model site run (protocol v2 or v1 naming) as a standardised dataset.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Local path or fsspec URL of the NetCDF file.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``time`` (and ``member`` for ensembles). CMIP variables in Table 3 units, their
+        posterior uncertainties renamed ``<var>_post_unc``, and the comparison variables
+        ``NEE``, ``Qle``, ``Qh`` (+ ``*_unc``). Scalar coordinates ``lat``, ``lon``.
+        ``attrs`` hold ``path``, the parsed name fields, the file's global attributes,
+        ``calendar`` and ``missing_dates``.
+
+    Raises
+    ------
+    CalLMIPFileError
+        If the file cannot be read or has no usable time axis.
+    """
+    path = str(path)
+    raw = open_raw(path)
+    try:
+        ds = _standardise_ensemble_dim(raw)
+        if "time" not in ds.variables:
+            raise CalLMIPFileError(path, "has no 'time' variable")
+        dates = decode_daily_time(ds["time"], path)
+        calendar = strip_invisible(ds["time"].attrs.get("calendar", "standard"))
+        ds, lat, lon = _squeeze_site(ds, path)
+        out = xr.Dataset()
+        for name in ds.data_vars:
+            da = _mask_fill(ds[name])
+            base = name
+            for suffix in UNCERTAINTY_SUFFIXES:
+                if name.endswith(suffix) and name[: -len(suffix)] in TABLE3:
+                    base = name[: -len(suffix)]
+                    break
+            if base in TABLE3:
+                da = _canonical_units(da.astype("float64"), base, path)
+                out[name if base == name else f"{base}_post_unc"] = da
+        out = out.load()
+        out = out.assign_coords(time=("time", np.arange(out.sizes.get("time", 0))))
+        out = _align_on_dates(out, dates, path)
+        for comp, spec in COMPARISON.items():
+            cmip = spec["cmip"]
+            if cmip not in out:
+                continue
+            if comp == "NEE":
+                out["NEE"] = nee_from_nep(out[cmip])
+                if f"{cmip}_post_unc" in out:
+                    out["NEE_unc"] = nee_unc_from_nep_unc(out[f"{cmip}_post_unc"])
+            else:
+                out[comp] = out[cmip].copy()
+                out[comp].attrs = {"units": spec["units"], "long_name": spec["long_name"]}
+                if f"{cmip}_post_unc" in out:
+                    unc = np.abs(out[f"{cmip}_post_unc"])
+                    unc.attrs = {"units": spec["units"], "long_name": f"{comp} uncertainty (1 sd)"}
+                    out[f"{comp}_unc"] = unc
+        if lat is not None:
+            out = out.assign_coords(lat=lat)
+        if lon is not None:
+            out = out.assign_coords(lon=lon)
+        parsed = parse_name(path)
+        out.attrs.update({k: v for k, v in raw.attrs.items() if not k.startswith("_")})
+        out.attrs.update({
+            "path": path, "kind": "site_run", "model": parsed.model, "version": parsed.version,
+            "scenario": parsed.scenario, "site": parsed.site, "cal_val": parsed.cal_val,
+            "stage": parsed.stage, "calendar": calendar,
+            "has_ensemble": "member" in out.dims,
+        })
+        return out
+    finally:
+        raw.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Observations
+# --------------------------------------------------------------------------------------------
+
+_DAILY_OBS = {"NEE": ("NEE_daily", "NEE_uc_daily"), "Qle": ("Qle_daily", "Qle_uc_daily"),
+              "Qh": ("Qh_daily", "Qh_uc_daily")}
+
+
+def open_observations(path: str | os.PathLike[str], *, max_gapfill_fraction: float = 0.25
+                      ) -> xr.Dataset:
+    """Open a flux observation file (CalLMIP daily aggregate or PLUMBER2 original).
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``<Site>_daily_aggregated_<Y0>-<Y1>_FLUXNET2015_Flux.nc`` or a PLUMBER2
+        ``<Site>_<Y0>-<Y1>_<FLUXNET2015|LaThuile|OzFlux>_Flux.nc``.
+    max_gapfill_fraction : float, default 0.25
+        For PLUMBER2 half-hourly originals only: days with a larger fraction of gap-filled
+        steps are set to NaN (the CalLMIP rule).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``time`` (dates). ``NEE`` gC m-2 d-1 (daily sum, positive to the atmosphere),
+        ``Qle``, ``Qh`` W m-2 (daily means), with ``NEE_unc``, ``Qle_unc``, ``Qh_unc`` where the
+        file has uncertainties. Scalar ``lat``/``lon`` coordinates; ``attrs["site"]``.
+
+    Raises
+    ------
+    CalLMIPFileError
+        If the file cannot be read or holds none of the expected variables.
+    """
+    path = str(path)
+    parsed = parse_name(path)
+    raw = open_raw(path)
+    try:
+        if "time" not in raw.variables:
+            raise CalLMIPFileError(path, "has no 'time' variable")
+        if any(v in raw.variables for v, _ in _DAILY_OBS.values()):
+            out = _daily_obs(raw, path)
+        else:
+            out = _plumber2_obs(raw, path, max_gapfill_fraction)
+        site = parsed.site or raw.attrs.get("site_code")
+        out.attrs.update({"path": path, "kind": "observation", "site": site,
+                          "collection": parsed.collection or "FLUXNET2015"})
+        return out
+    finally:
+        raw.close()
+
+
+def _site_coords(raw: xr.Dataset) -> dict[str, float]:
+    coords = {}
+    for name, key in (("latitude", "lat"), ("longitude", "lon")):
+        if name in raw.variables and raw[name].size >= 1:
+            coords[key] = float(np.asarray(raw[name].values).ravel()[0])
+    return coords
+
+
+def _series(raw: xr.Dataset, name: str) -> xr.DataArray:
+    da = raw[name]
+    for dim in list(da.dims):
+        if dim != "time":
+            da = da.isel({dim: 0}, drop=True)
+    return _mask_fill(da.astype("float64")).load()
+
+
+def _daily_obs(raw: xr.Dataset, path: str) -> xr.Dataset:
+    dates = decode_daily_time(raw["time"], path)
+    out = xr.Dataset()
+    for comp, (var, unc) in _DAILY_OBS.items():
+        if var not in raw.variables:
+            continue
+        units = COMPARISON[comp]["units"]
+        da = _series(raw, var)
+        gap = raw[var].attrs.get("Gap-filled_%")
+        out[comp] = da.assign_attrs(units=units, long_name=COMPARISON[comp]["long_name"],
+                                    source_variable=var, gap_filled_percent=gap)
+        if unc in raw.variables:
+            out[f"{comp}_unc"] = _series(raw, unc).assign_attrs(
+                units=units, long_name=f"{comp} measurement uncertainty", source_variable=unc)
+    out = out.assign_coords(time=("time", np.arange(raw.sizes["time"])))
+    out = _align_on_dates(out, dates, path)
+    return out.assign_coords(**_site_coords(raw))
+
+
+# PLUMBER2 originals: (value candidates, uncertainty candidates, qc candidates)
+_PLUMBER2_VARS = {
+    "NEE": (("NEE",), ("NEE_uc",), ("NEE_qc",)),
+    "Qle": (("Qle", "Qle_cor"), ("Qle_cor_uc", "Qle_uc"), ("Qle_qc", "Qle_cor_qc")),
+    "Qh": (("Qh", "Qh_cor"), ("Qh_cor_uc", "Qh_uc"), ("Qh_qc", "Qh_cor_qc")),
+}
+
+
+def _first(raw: xr.Dataset, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if n in raw.variables), None)
+
+
+def _plumber2_obs(raw: xr.Dataset, path: str, max_gapfill_fraction: float) -> xr.Dataset:
+    """Aggregate a (half-)hourly PLUMBER2 flux file to CalLMIP daily values."""
+    units = strip_invisible(raw["time"].attrs.get("units", ""))
+    calendar = raw["time"].attrs.get("calendar", "standard")
+    try:
+        stamps = cftime.num2date(np.asarray(raw["time"].values, dtype="float64"), units,
+                                 calendar=calendar, only_use_cftime_datetimes=True)
+    except Exception as exc:
+        raise CalLMIPFileError(path, f"time cannot be decoded ({units!r}): {exc}") from exc
+    if len(stamps) < 2:
+        raise CalLMIPFileError(path, "has fewer than two time steps")
+    # PLUMBER2 stamps start at 0 s: each marks the start of its interval.
+    step_s = float((stamps[1] - stamps[0]).total_seconds())
+    day = pd.DatetimeIndex([pd.Timestamp(year=s.year, month=s.month, day=s.day) for s in stamps])
+    steps_per_day = round(86400.0 / step_s)
+    out = {}
+    for comp, (values, uncs, qcs) in _PLUMBER2_VARS.items():
+        vname = _first(raw, values)
+        if vname is None:
+            continue
+        frame = pd.DataFrame({"v": _series(raw, vname).values}, index=day)
+        uname, qname = _first(raw, uncs), _first(raw, qcs)
+        if uname:
+            frame["u"] = _series(raw, uname).values
+        if qname:
+            frame["gap"] = (_series(raw, qname).values > 0).astype(float)
+        grouped = frame.groupby(level=0)
+        count = grouped["v"].count()
+        complete = grouped["v"].size() == steps_per_day
+        if comp == "NEE":
+            scale = 1e-6 * 12.011 * step_s  # umol m-2 s-1 → gC m-2 per step
+            value = grouped["v"].sum(min_count=1) * scale
+            unc = (np.sqrt((grouped["u"].apply(lambda u: np.nansum(u**2)))) * scale
+                   if uname else None)
+        else:
+            value = grouped["v"].mean()
+            unc = (np.sqrt(grouped["u"].apply(lambda u: np.nansum(u**2))) / count
+                   if uname else None)
+        valid = complete & (count == steps_per_day)
+        if qname:
+            valid &= grouped["gap"].mean() <= max_gapfill_fraction
+        if uname:
+            valid &= grouped["u"].count() > 0
+        value = value.where(valid)
+        attrs = {"units": COMPARISON[comp]["units"], "long_name": COMPARISON[comp]["long_name"],
+                 "source_variable": vname}
+        out[comp] = xr.DataArray(value.values, dims="time", attrs=attrs)
+        if unc is not None:
+            out[f"{comp}_unc"] = xr.DataArray(unc.where(valid).values, dims="time",
+                                              attrs={"units": attrs["units"],
+                                                     "source_variable": uname})
+        dates = value.index
+    if not out:
+        raise CalLMIPFileError(path, "holds none of NEE_daily/Qle_daily/Qh_daily or the "
+                                     "PLUMBER2 variables NEE/Qle/Qh")
+    ds = xr.Dataset(out, coords={"time": pd.DatetimeIndex(dates, name="time").as_unit("ns")})
+    ds.attrs["missing_dates"] = []
+    return ds.assign_coords(**_site_coords(raw))
+
+
+# --------------------------------------------------------------------------------------------
+# Global runs
+# --------------------------------------------------------------------------------------------
+
+def open_global_run(path: str | os.PathLike[str], *, chunks: dict[str, int] | None = None
+                    ) -> xr.Dataset:
+    """Open a global gridded run lazily (dask) with canonical names and units.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``<model>.<version>_global_<res>_<freq>_<YYYY-YYYY>_<Prior|Posterior>.nc``.
+    chunks : dict, optional
+        Dask chunks; default one time step per chunk (``{"time": 1}``) for local files.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(time, lat, lon)`` (plus ``member`` for ensembles); ``lat`` ascending, ``lon``
+        in [-180, 180) ascending; ``time`` dates (first day of the period for monthly data).
+        Table 3 variables in canonical units, uncertainties as ``<var>_post_unc``.
+
+    Raises
+    ------
+    CalLMIPFileError
+        If the file cannot be read or is not a (time, lat, lon) grid.
+    """
+    path = str(path)
+    if chunks is None and not _is_remote(path):
+        chunks = {"time": 1}
+    raw = open_raw(path, chunks=chunks)
+    ds = _standardise_ensemble_dim(raw)
+    ds = ds.rename({k: v for k, v in {"latitude": "lat", "longitude": "lon"}.items()
+                    if k in ds.dims or k in ds.variables})
+    if "lat" not in ds.dims or "lon" not in ds.dims or "time" not in ds.dims:
+        raise CalLMIPFileError(path, f"is not a (time, lat, lon) grid: dims {dict(ds.sizes)}")
+    dates = decode_daily_time(ds["time"], path)
+    out = xr.Dataset()
+    for name in ds.data_vars:
+        base = name
+        for suffix in UNCERTAINTY_SUFFIXES:
+            if name.endswith(suffix) and name[: -len(suffix)] in TABLE3:
+                base = name[: -len(suffix)]
+        if base in TABLE3:
+            da = _mask_fill(ds[name])
+            out[name if base == name else f"{base}_post_unc"] = _canonical_units(da, base, path)
+    out = out.assign_coords(time=dates, lat=ds["lat"].values,
+                            lon=((ds["lon"].values + 180.0) % 360.0) - 180.0)
+    out = out.sortby("lat").sortby("lon")
+    parsed = parse_name(path)
+    out.attrs.update({k: v for k, v in raw.attrs.items() if not k.startswith("_")})
+    out.attrs.update({"path": path, "kind": "global_run", "model": parsed.model,
+                      "version": parsed.version, "stage": parsed.stage,
+                      "resolution": parsed.resolution, "frequency": parsed.frequency})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter tables
+# --------------------------------------------------------------------------------------------
+
+def read_parameters(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a calibrated-parameter table (format of the README, after protocol v2 §12).
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``<model>.<version>_Phase1b_Scen<N>_parameters.csv``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (parameter, pft) with every column of :data:`PARAMETER_COLUMNS`
+        (missing optional columns are added empty) plus ``model``, ``version``, ``scenario``
+        from the file name. Numeric columns are floats (NaN where unknown).
+
+    Raises
+    ------
+    CalLMIPFileError
+        If the file cannot be parsed, lacks the ``parameter`` column, or a numeric column holds
+        text.
+    """
+    path = str(path)
+    try:
+        if _is_remote(path):
+            import fsspec
+
+            with fsspec.open(path, "rt") as fh:
+                df = pd.read_csv(fh, dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise CalLMIPFileError(path, f"is not a readable CSV table: {exc}") from exc
+    df.columns = [strip_invisible(c) for c in df.columns]
+    if "parameter" not in df.columns:
+        raise CalLMIPFileError(path, "has no 'parameter' column; expected columns "
+                                     + ", ".join(PARAMETER_COLUMNS))
+    for col in PARAMETER_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+    for col in _NUMERIC_PARAMETER_COLUMNS:
+        text = df[col].astype(str).str.strip()
+        numbers = pd.to_numeric(text.replace({"": None, "NA": None, "nan": None, "NaN": None}),
+                                errors="coerce")
+        bad = numbers.isna() & ~text.isin(["", "NA", "nan", "NaN"])
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise CalLMIPFileError(path, f"column {col!r} row {row + 2} holds "
+                                         f"{text.iloc[row]!r}, not a number")
+        df[col] = numbers.astype("float64")
+    parsed = parse_name(path)
+    df["pft"] = df["pft"].replace("", "all")
+    df.insert(0, "model", parsed.model)
+    df.insert(1, "version", parsed.version)
+    df.insert(2, "scenario", parsed.scenario)
+    df.attrs["path"] = path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return df[["model", "version", "scenario", *PARAMETER_COLUMNS]
+                  + [c for c in df.columns if c not in PARAMETER_COLUMNS
+                     and c not in ("model", "version", "scenario")]]

@@ -1,0 +1,37 @@
+"""Shared fixtures: real CalLMIP data in ../shared, small synthetic files, Panel state reset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import param
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data" / "callmip-phase1"
+TEMPLATE = SHARED_DATA / "template" / "CLASSIC.v2_Phase1b_Scen1_DK-Sor_Cal_Prior.nc"
+OBS_DIR = SHARED_DATA / "obs" / "Phase1b"
+DKSOR_OBS = OBS_DIR / "DK-Sor_daily_aggregated_1997-2014_FLUXNET2015_Flux.nc"
+PHASE1A_OBS = SHARED_DATA / "obs" / "Phase1a-test" / "DK-Sor_daily_aggregated_1997-2013_FLUXNET2015_Flux.nc"
+
+# Param warnings are errors in tests.
+param.parameterized.warnings_as_exceptions = True
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real CalLMIP files beside the checkout (skip cleanly if absent)."""
+    if not TEMPLATE.exists():
+        pytest.skip("../shared/data is not beside this checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _reset_panel_state():
+    yield
+    import sys
+
+    if "panel" in sys.modules:
+        import panel as pn
+
+        pn.state.reset()
