@@ -116,8 +116,11 @@ class Archive:
         return sorted(int(s) for s in self.site_runs["scenario"].dropna().unique())
 
     def observation_path(self, site: str) -> str | None:
-        """The observation file for ``site``: the CalLMIP daily file with the longest record
-        (a PLUMBER2 original only when there is no daily file)."""
+        """The observation file for ``site``.
+
+        The CalLMIP daily file with the longest record; a PLUMBER2 original only when there is
+        no daily file.
+        """
         obs = self.observation_files[self.observation_files["site"] == site]
         if obs.empty:
             return None

@@ -286,7 +286,8 @@ def diagnose_name(base: str) -> str:
         if base.endswith("_parameters.csv"):
             return ("parameter table names must be <model>.<version>_Phase1b_Scen<N>"
                     "_parameters.csv")
-        return "CSV files must be parameter tables named <model>.<version>_Phase1b_Scen<N>_parameters.csv"
+        return ("CSV files must be parameter tables named "
+                "<model>.<version>_Phase1b_Scen<N>_parameters.csv")
     if not base.endswith(".nc"):
         return "extension must be lower-case .nc"
     stem = base[:-3]

@@ -227,7 +227,8 @@ def decode_daily_time(time: xr.DataArray, path: str | os.PathLike[str] = "") -> 
     try:
         dates = cftime.num2date(values, units, calendar=calendar, only_use_cftime_datetimes=True)
     except Exception as exc:
-        raise CalLMIPFileError(path, f"time cannot be decoded ({units!r}, {calendar!r}): {exc}")
+        raise CalLMIPFileError(
+            path, f"time cannot be decoded ({units!r}, {calendar!r}): {exc}") from exc
     out = []
     for d in np.atleast_1d(dates):
         try:
@@ -283,7 +284,7 @@ def _uncertainty_name(ds: xr.Dataset, var: str) -> str | None:
 def _squeeze_site(ds: xr.Dataset, path: str) -> tuple[xr.Dataset, float | None, float | None]:
     lat = lon = None
     scalars = ds.attrs.pop("_scalar_lat_lon", {})
-    for name, dims in (("latitude", ("lat", "y")), ("longitude", ("lon", "x"))):
+    for name, _dims in (("latitude", ("lat", "y")), ("longitude", ("lon", "x"))):
         if name in ds.variables and ds[name].size == 1:
             value = float(np.asarray(ds[name].values).ravel()[0])
             if name == "latitude":
@@ -524,7 +525,7 @@ def _plumber2_obs(raw: xr.Dataset, path: str, max_gapfill_fraction: float) -> xr
         if comp == "NEE":
             scale = 1e-6 * 12.011 * step_s  # umol m-2 s-1 → gC m-2 per step
             value = grouped["v"].sum(min_count=1) * scale
-            unc = (np.sqrt((grouped["u"].apply(lambda u: np.nansum(u**2)))) * scale
+            unc = (np.sqrt(grouped["u"].apply(lambda u: np.nansum(u**2))) * scale
                    if uname else None)
         else:
             value = grouped["v"].mean()

@@ -39,7 +39,8 @@ def asset_path(name: str) -> Path:
 @lru_cache(maxsize=1)
 def _load_sites() -> pd.DataFrame:
     df = pd.read_csv(asset_path("sites.csv"))
-    return df.set_index("site_id", drop=False)
+    df.index = pd.Index(df["site_id"].to_numpy())  # unnamed: "site_id" stays a plain column
+    return df
 
 
 def load_sites() -> pd.DataFrame:

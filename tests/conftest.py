@@ -12,7 +12,8 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "callmip-phase1"
 TEMPLATE = SHARED_DATA / "template" / "CLASSIC.v2_Phase1b_Scen1_DK-Sor_Cal_Prior.nc"
 OBS_DIR = SHARED_DATA / "obs" / "Phase1b"
 DKSOR_OBS = OBS_DIR / "DK-Sor_daily_aggregated_1997-2014_FLUXNET2015_Flux.nc"
-PHASE1A_OBS = SHARED_DATA / "obs" / "Phase1a-test" / "DK-Sor_daily_aggregated_1997-2013_FLUXNET2015_Flux.nc"
+PHASE1A_OBS = (SHARED_DATA / "obs" / "Phase1a-test"
+               / "DK-Sor_daily_aggregated_1997-2013_FLUXNET2015_Flux.nc")
 
 # Param warnings are errors in tests.
 param.parameterized.warnings_as_exceptions = True
@@ -35,3 +36,16 @@ def _reset_panel_state():
         import panel as pn
 
         pn.state.reset()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Drive Debian's chromium (Playwright cannot download its own browsers here)."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS,
+            "headless": True}

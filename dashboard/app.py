@@ -1,0 +1,159 @@
+"""The application factory: one new app (selection, widgets, views) per browser session.
+
+``create_app(data_root)`` builds everything a session needs; nothing session-specific lives at
+module level. The archive, its catalog, opened files and metric tables are shared per process
+(:mod:`dashboard.context`), never per-session objects.
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import panel as pn
+
+from dashboard.context import ArchiveContext, get_context
+from dashboard.state import METRICS, SITE_VARIABLES, UNOBSERVED_VARIABLES, VIEWS, Selection
+from dashboard.urlstate import query_from_selection, selection_from_query
+from dashboard.views.about import AboutView
+from dashboard.views.overview import OverviewView
+from dashboard.views.sites import SitesView
+from dashboard.views.style import Look, safe_message
+
+hv.extension("bokeh", logo=False)
+
+VIEW_LABELS = {"overview": "Overview", "sites": "Sites", "parameters": "Parameters",
+               "global": "Global", "check": "Check my files"}
+
+PRESENTATION_CSS = """
+:host, body { --presentation-scale: 1.35; }
+.bk-input, .bk-btn, label, .markdown, .site-card, .alert { font-size: 1.35em !important; }
+h1, h2, h3 { font-size: 1.6em !important; }
+"""
+
+
+def _session_args() -> dict[str, list[bytes]]:
+    try:
+        return dict(pn.state.session_args or {})
+    except Exception:  # outside a server session
+        return {}
+
+
+def _flag(args: dict, name: str) -> str:
+    values = args.get(name) or [b""]
+    value = values[-1]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def build_widgets(selection: Selection, context: ArchiveContext) -> list[pn.viewable.Viewable]:
+    """Sidebar widgets bound to the session's selection (created per session)."""
+    models = context.model_ids()
+    sites = [s for s in context.sites["site_id"]]
+    view = pn.widgets.RadioButtonGroup.from_param(
+        selection.param.view, options={VIEW_LABELS[v]: v for v in VIEWS},
+        orientation="vertical", name="View")
+    site = pn.widgets.Select.from_param(selection.param.site, options=[""] + sites, name="Site")
+    variable = pn.widgets.Select.from_param(
+        selection.param.variable,
+        options={**{f"{v} (observed)": v for v in SITE_VARIABLES},
+                 **{f"{v} (spread only)": v for v in UNOBSERVED_VARIABLES}},
+        name="Variable")
+    model_pick = pn.widgets.MultiChoice.from_param(
+        selection.param.models, options=models, name="Models (empty = all)",
+        placeholder="all models")
+    scenario = pn.widgets.Select.from_param(selection.param.scenario,
+                                            options=context.scenarios(), name="Scenario")
+    stage = pn.widgets.RadioButtonGroup.from_param(selection.param.stage, name="Stage")
+    metric = pn.widgets.Select.from_param(
+        selection.param.metric, options={label: key for key, label in METRICS.items()},
+        name="Map colour")
+    return [view, site, variable, model_pick, scenario, stage, metric]
+
+
+def _bind_url(selection: Selection, context: ArchiveContext) -> list[str]:
+    """Restore the selection from the URL and keep the URL up to date; return problems."""
+    problems = selection_from_query(selection, _session_args(),
+                                    sites=list(context.sites["site_id"]),
+                                    models=context.model_ids())
+    location = pn.state.location
+    if location is None:
+        return problems
+
+    def push(*_events) -> None:
+        location.update_query(**query_from_selection(selection))
+
+    selection.param.watch(push, list(query_from_selection(Selection()).keys())
+                          + ["site", "models", "time"])
+    push()
+    return problems
+
+
+def create_app(data_root: str, *, theme: str | None = None,
+               presentation: bool | None = None) -> pn.template.BootstrapTemplate:
+    """Build the dashboard for one session.
+
+    Parameters
+    ----------
+    data_root : str
+        Folder of CalLMIP files.
+    theme : {"light", "dark"}, optional
+        Colour theme; default from the URL (``?theme=dark``) or light.
+    presentation : bool, optional
+        Large fonts and high contrast for screen sharing; default from the URL (``?present=1``).
+
+    Returns
+    -------
+    panel.template.BootstrapTemplate
+        The session's page.
+    """
+    args = _session_args()
+    theme = theme or ("dark" if _flag(args, "theme") == "dark" else "light")
+    if presentation is None:
+        presentation = _flag(args, "present") in ("1", "true", "yes")
+    look = Look(theme=theme, presentation=presentation)
+    context = get_context(data_root)
+    selection = Selection()
+    problems = _bind_url(selection, context)
+    if not selection.site and context.archive.sites():
+        obs_sites = [s for s in context.archive.sites()
+                     if context.archive.observation_path(s) is not None]
+        selection.site = (obs_sites or context.archive.sites())[0]
+
+    views = {
+        "overview": OverviewView(selection=selection, context=context, look=look),
+        "sites": SitesView(selection=selection, context=context, look=look),
+    }
+
+    def render(view: str) -> pn.viewable.Viewable:
+        if view in views:
+            return views[view]
+        return safe_message(f"The {VIEW_LABELS[view]} view is not part of this release yet; "
+                            "see the README for the roadmap.", "info")
+
+    main = pn.Column(*[safe_message(p, "warning") for p in problems],
+                     pn.panel(pn.bind(render, selection.param.view), loading_indicator=True),
+                     sizing_mode="stretch_width")
+    widgets = build_widgets(selection, context)
+    toggle = pn.widgets.Toggle(label="Presentation mode", value=presentation)
+    theme_switch = pn.widgets.RadioButtonGroup(label="Theme", options=["light", "dark"],
+                                               value=theme)
+
+    def reload_with(**query) -> None:
+        if pn.state.location is not None:
+            pn.state.location.update_query(**query)
+            pn.state.location.reload = True
+
+    toggle.param.watch(lambda e: reload_with(present="1" if e.new else "0"), "value")
+    theme_switch.param.watch(lambda e: reload_with(theme=e.new), "value")
+    about = pn.Card(AboutView(selection=selection), title="About CalLMIP and the metrics",
+                    collapsed=True, sizing_mode="stretch_width")
+    root_note = pn.pane.HTML(
+        f'<small>{len(context.archive.catalog)} files · {len(context.model_ids())} models · '
+        f'{len(context.archive.sites())} sites</small>')
+    template = pn.template.BootstrapTemplate(
+        title="CalLMIP Explorer", theme="dark" if theme == "dark" else "default",
+        sidebar=[*widgets, pn.layout.Divider(), toggle, theme_switch, root_note],
+        main=[main, about], sidebar_width=300,
+        raw_css=[PRESENTATION_CSS] if presentation else [],
+    )
+    template.selection = selection  # for tests and the exporter
+    template.views = views
+    return template

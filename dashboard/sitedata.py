@@ -1,0 +1,124 @@
+"""Tidy per-site series for the site views: observations, priors and posteriors side by side.
+
+Pure pandas/xarray (no Panel): the views only draw what these functions return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from loaders.archive import Archive
+
+
+@dataclass
+class SiteSeries:
+    """Everything the site view draws for one (site, variable, scenario).
+
+    Attributes
+    ----------
+    obs : pandas.DataFrame
+        Columns ``time, value, unc`` (may be empty when the site has no observations).
+    runs : pandas.DataFrame
+        Long format: ``model, stage, time, value, lower, upper`` (lower/upper: the 95 % band
+        from the posterior uncertainty or the ensemble's 2.5–97.5 % range; NaN when absent).
+    units : str
+        Units of the variable.
+    n_obs_valid : int
+        Number of valid observed days.
+    n_days : int
+        Length of the observation record in days.
+    problems : list of str
+        Files that could not be read (untrusted text: escape before display).
+    """
+
+    obs: pd.DataFrame
+    runs: pd.DataFrame
+    units: str = ""
+    n_obs_valid: int = 0
+    n_days: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _band(ds: xr.Dataset, variable: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    da = ds[variable]
+    if "member" in da.dims:
+        mean = da.mean("member").values
+        lower = da.quantile(0.025, dim="member").values
+        upper = da.quantile(0.975, dim="member").values
+        return mean, lower, upper
+    values = da.values
+    unc_name = f"{variable}_unc" if f"{variable}_unc" in ds else f"{variable}_post_unc"
+    if unc_name in ds:
+        unc = ds[unc_name].values
+        return values, values - 1.96 * unc, values + 1.96 * unc
+    nan = np.full_like(values, np.nan, dtype="float64")
+    return values, nan, nan
+
+
+def site_series(archive: Archive, site: str, variable: str, scenario: int,
+                model_ids: list[str]) -> SiteSeries:
+    """Collect observations and every model's prior and posterior for one site.
+
+    Parameters
+    ----------
+    archive : loaders.archive.Archive
+        The archive.
+    site : str
+        Site id.
+    variable : str
+        ``NEE``, ``Qle``, ``Qh`` or a CMIP variable (no observations then).
+    scenario : int
+        Calibration scenario; priors follow :meth:`Archive.prior_row` (Scenario 1 fallback).
+    model_ids : list of str
+        ``<model>.<version>`` ids to include.
+
+    Returns
+    -------
+    SiteSeries
+        Tidy frames for drawing.
+    """
+    problems: list[str] = []
+    obs_frame = pd.DataFrame(columns=["time", "value", "unc"])
+    units = ""
+    n_valid = n_days = 0
+    obs = archive.open_observations(site)
+    obs_path = archive.observation_path(site)
+    if obs is None and obs_path:
+        problems.append(archive.errors.get(obs_path, f"{obs_path}: observations unreadable"))
+    if obs is not None and variable in obs:
+        unc = obs[f"{variable}_unc"].values if f"{variable}_unc" in obs else np.nan
+        obs_frame = pd.DataFrame({"time": obs["time"].values, "value": obs[variable].values,
+                                  "unc": unc})
+        units = obs[variable].attrs.get("units", "")
+        n_valid = int(np.isfinite(obs[variable].values).sum())
+        n_days = int(obs.sizes["time"])
+    frames = []
+    for model_id in model_ids:
+        rows = []
+        prior = archive.prior_row(model_id, scenario, site)
+        if prior is not None:
+            rows.append(("Prior", prior["path"]))
+        post = archive.runs(site=site, scenario=scenario, model_id=model_id)
+        post = post[post["stage"].isin(["Posterior", "Spatial", "Temporal"])]
+        rows += [("Posterior", p) for p in post["path"]]
+        for stage, path in rows:
+            ds = archive.open_run(path)
+            if ds is None:
+                problems.append(archive.errors.get(path, f"{path}: unreadable"))
+                continue
+            if variable not in ds:
+                continue
+            value, lower, upper = _band(ds, variable)
+            units = units or ds[variable].attrs.get("units", "")
+            frames.append(pd.DataFrame({
+                "model": model_id, "stage": stage, "time": ds["time"].values,
+                "value": value, "lower": lower, "upper": upper,
+            }))
+    runs = (pd.concat(frames, ignore_index=True) if frames
+            else pd.DataFrame(columns=["model", "stage", "time", "value", "lower", "upper"]))
+    return SiteSeries(obs=obs_frame, runs=runs, units=units, n_obs_valid=n_valid,
+                      n_days=n_days, problems=problems)

@@ -1,0 +1,47 @@
+"""The one shared selection of a dashboard session (no Panel import).
+
+Every view reads this object and writes to it; the URL mirrors it (:mod:`dashboard.urlstate`).
+"""
+
+from __future__ import annotations
+
+import param
+
+VIEWS: tuple[str, ...] = ("overview", "sites", "parameters", "global", "check")
+SITE_VARIABLES: tuple[str, ...] = ("NEE", "Qle", "Qh")
+#: Variables with model output but no observation: spread statistics only.
+UNOBSERVED_VARIABLES: tuple[str, ...] = (
+    "gpp", "reco", "lai", "tran", "evspsblsoi", "hfg", "ts", "cSoil", "cLiveBioAbove", "mrso",
+    "mrsos",
+)
+STAGES: tuple[str, ...] = ("Prior", "Posterior")
+
+#: Map colour metrics: label shown to users → column in the metric tables.
+METRICS: dict[str, str] = {
+    "spread_reduction": "Spread reduction (1 − spread_post / spread_prior)",
+    "misfit_reduction": "Misfit reduction (1 − RMSE_post / RMSE_prior)",
+    "misfit_reduction_chi2": "χ² reduction (1 − χ²_post / χ²_prior)",
+    "chi2": "χ² (mean squared error in units of obs uncertainty)",
+    "rmse": "RMSE",
+}
+
+
+class Selection(param.Parameterized):
+    """What the user is looking at: view, site, variable, models, scenario, stage, metric, time."""
+
+    view = param.Selector(default="overview", objects=list(VIEWS), doc="Active view")
+    site = param.String(default="", doc="Selected site id, e.g. DK-Sor")
+    variable = param.Selector(default="NEE", objects=list(SITE_VARIABLES + UNOBSERVED_VARIABLES),
+                              doc="Variable")
+    models = param.List(default=[], item_type=str,
+                        doc="Shown models (<model>.<version>); empty means all")
+    scenario = param.Integer(default=1, bounds=(1, 999), doc="Calibration scenario")
+    stage = param.Selector(default="Posterior", objects=list(STAGES), doc="Calibration stage")
+    metric = param.Selector(default="misfit_reduction", objects=list(METRICS),
+                            doc="Metric colouring the site map")
+    time = param.String(default="", doc="Time step of the global view (YYYY-MM)")
+
+    def shown_models(self, available: list[str]) -> list[str]:
+        """The models to draw: the selected ones that exist, or all available when none is."""
+        chosen = [m for m in self.models if m in available]
+        return chosen or list(available)

@@ -1,0 +1,107 @@
+"""Shared look: model colours, colormaps, presentation scaling, safe text panes."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import pandas as pd
+import panel as pn
+
+#: Colour-blind-safe categorical palette (Okabe–Ito, then Tol's muted) for models.
+MODEL_COLOURS: tuple[str, ...] = (
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
+    "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
+)
+#: Diverging colormap for reductions and differences (symmetric limits around 0).
+DIVERGING = "RdBu"
+#: Sequential colormap for magnitudes (chi2, rmse).
+SEQUENTIAL = "viridis"
+
+
+def model_colour(model_id: str, all_models: list[str]) -> str:
+    """A stable colour for ``model_id`` given the archive's sorted model list."""
+    try:
+        index = sorted(all_models).index(model_id)
+    except ValueError:
+        index = abs(hash(model_id))
+    return MODEL_COLOURS[index % len(MODEL_COLOURS)]
+
+
+@dataclass(frozen=True)
+class Look:
+    """Presentation settings of one session.
+
+    Attributes
+    ----------
+    theme : str
+        ``"light"`` or ``"dark"``.
+    presentation : bool
+        Large fonts and thick lines for screen sharing.
+    """
+
+    theme: str = "light"
+    presentation: bool = False
+
+    @property
+    def fontscale(self) -> float:
+        """Multiplier for plot fonts."""
+        return 1.6 if self.presentation else 1.0
+
+    @property
+    def line_width(self) -> float:
+        """Base line width."""
+        return 2.5 if self.presentation else 1.4
+
+    @property
+    def obs_colour(self) -> str:
+        """Colour of observations (high contrast on the background)."""
+        return "#f5f5f5" if self.theme == "dark" else "#111111"
+
+    @property
+    def bg(self) -> str:
+        """Plot background colour."""
+        return "#1f2329" if self.theme == "dark" else "#ffffff"
+
+    @property
+    def fg(self) -> str:
+        """Text and axis colour."""
+        return "#e8e8e8" if self.theme == "dark" else "#222222"
+
+    @property
+    def land_colour(self) -> str:
+        """Colour of the land outline."""
+        return "#8a9099" if self.theme == "dark" else "#9aa0a6"
+
+    def plot_opts(self) -> dict:
+        """Bokeh hooks-free options applied to every plot for the theme."""
+        return {"fontscale": self.fontscale, "bgcolor": self.bg}
+
+
+def safe_message(text: str, kind: str = "warning") -> pn.pane.HTML:
+    """An alert box whose text is escaped (file attributes and names are untrusted).
+
+    Parameters
+    ----------
+    text : str
+        Plain text, shown literally.
+    kind : str
+        Bootstrap alert kind: ``info``, ``warning``, ``danger``, ``success``.
+    """
+    return pn.pane.HTML(f'<div class="alert alert-{kind}" role="alert">{html.escape(text)}</div>',
+                        sizing_mode="stretch_width")
+
+
+def escape(text: object) -> str:
+    """HTML-escape any value for display."""
+    return html.escape(str(text))
+
+
+def for_holoviews(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with text columns as ``object`` dtype.
+
+    pandas 3 stores text as Arrow-backed strings, which HoloViews' gridded aggregation cannot
+    reshape; plain objects work everywhere.
+    """
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
+    return frame.astype({c: object for c in text}) if text else frame

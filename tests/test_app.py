@@ -1,0 +1,208 @@
+"""View-object tests (no browser) and a server smoke test for the dashboard."""
+
+from __future__ import annotations
+
+import html
+import socket
+import urllib.request
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import pytest
+from bokeh.document import Document
+from pyviz_comms import Comm
+
+from dashboard.app import create_app
+from dashboard.context import get_context
+from dashboard.server import start_server
+from dashboard.state import Selection
+from dashboard.urlstate import query_from_selection, selection_from_query
+from dashboard.views.overview import OverviewView
+from dashboard.views.sites import SitesView
+from tests.appdata import CAL_SITE, HOSTILE, SPARSE_SITE, VAL_SITE, build_app_archive
+
+
+@pytest.fixture(scope="module")
+def archive_root(tmp_path_factory) -> Path:
+    return build_app_archive(tmp_path_factory.mktemp("app-archive"))
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def context(archive_root):
+    return get_context(archive_root, refresh=True)
+
+
+def _elements(overlay: hv.Overlay, kind: type) -> list:
+    return [el for el in overlay.traverse(lambda x: x, [kind]) if type(el) is kind]
+
+
+def test_timeseries_follow_the_selected_site(context):
+    selection = Selection(site=CAL_SITE)
+    view = SitesView(selection=selection, context=context)
+    overlay = view.timeseries(CAL_SITE, "NEE", 1, [])
+    curves = _elements(overlay, hv.Curve)
+    labels = sorted(c.label for c in curves)
+    assert labels == ["ALPHA.v1 posterior", "ALPHA.v1 prior", "BETA-X.v2.1 posterior",
+                      "BETA-X.v2.1 prior"]
+    obs = _elements(overlay, hv.Scatter)
+    assert len(obs) == 1 and obs[0].label == "observations"
+    # The observed points are the file's valid NEE values.
+    real = context.archive.open_observations(CAL_SITE)["NEE"].values
+    np.testing.assert_allclose(np.sort(obs[0].dimension_values(1)[np.isfinite(
+        obs[0].dimension_values(1))]), np.sort(real[np.isfinite(real)]))
+    # The posterior band exists (posterior files carry nep_post_unc).
+    assert any("95 %" in a.label for a in _elements(overlay, hv.Area) if "posterior" in a.label)
+    other = view.timeseries(VAL_SITE, "NEE", 1, ["ALPHA.v1"])
+    assert sorted(c.label for c in _elements(other, hv.Curve)) == ["ALPHA.v1 posterior",
+                                                                    "ALPHA.v1 prior"]
+    assert VAL_SITE in other.opts.get().kwargs["title"]
+
+
+def test_model_nee_has_the_observed_sign_convention(context):
+    view = SitesView(selection=Selection(site=CAL_SITE), context=context)
+    overlay = view.timeseries(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
+    prior = next(c for c in _elements(overlay, hv.Curve) if c.label == "ALPHA.v1 prior")
+    run = context.archive.open_run(
+        context.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
+    np.testing.assert_allclose(prior.dimension_values(1), -run["nep"].values * 1000 * 86400)
+
+
+def test_sparse_site_says_how_few_days(context):
+    view = SitesView(selection=Selection(site=SPARSE_SITE), context=context)
+    card = view.site_card(SPARSE_SITE, 1, [])
+    text = " ".join(str(getattr(p, "object", "")) for p in card.objects)
+    n_valid = int(np.isfinite(context.archive.open_observations(SPARSE_SITE)["NEE"]).sum())
+    assert f"{n_valid} valid days" in text
+    assert "insufficient" in text
+
+
+def test_map_marks_cal_and_val_and_tap_selects_site(context):
+    selection = Selection(site=CAL_SITE)
+    view = SitesView(selection=selection, context=context)
+    points = view.site_points("misfit_reduction", "NEE", 1, "Posterior", [])
+    frame = points.dframe()
+    assert len(frame) == 31  # every Phase 1b site
+    assert set(frame["role"]) == {"Cal", "Val"}
+    index = int(np.flatnonzero(frame["site"].to_numpy() == VAL_SITE)[0])
+    view._tap.event(index=[index])
+    assert selection.site == VAL_SITE
+
+
+def test_map_colour_metric_changes_values(context):
+    view = SitesView(selection=Selection(site=CAL_SITE), context=context)
+    rmse = view.site_metric_frame("rmse", "Qle", 1, "Posterior", []).set_index("site")
+    scores = context.table("site_scores")
+    expected = scores[(scores["site"] == CAL_SITE) & (scores["variable"] == "Qle")
+                      & (scores["stage"] == "Posterior") & (scores["scenario"] == 1)]["rmse"]
+    assert rmse.loc[CAL_SITE, "value"] == pytest.approx(float(np.median(expected)))
+    # The sparse site has too few NEE days: no number on the map.
+    nee = view.site_metric_frame("misfit_reduction", "NEE", 1, "Posterior", [])
+    assert nee.set_index("site").loc[SPARSE_SITE, "label"] == "insufficient data"
+
+
+def test_diagrams_follow_variable(context):
+    view = SitesView(selection=Selection(site=CAL_SITE), context=context)
+    cycle = view.seasonal_cycle(CAL_SITE, "Qh", 1, [])
+    assert all(c.vdims[0].name == "Qh" for c in _elements(cycle, hv.Curve))
+    taylor = view.taylor(CAL_SITE, "Qle", 1, [])
+    markers = [s for s in _elements(taylor, hv.Scatter) if s.label in ("ALPHA.v1", "BETA-X.v2.1")]
+    assert len(markers) == 4  # prior and posterior of each model
+    assert len(_elements(taylor, hv.Segments)) >= 2  # an arrow per model
+    scatter = view.scatter(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
+    assert {s.label for s in _elements(scatter, hv.Scatter)} == {"ALPHA.v1 prior",
+                                                                 "ALPHA.v1 posterior"}
+
+
+def test_overview_coverage_marks_broken_and_scorecard_click_opens_site(context):
+    selection = Selection()
+    view = OverviewView(selection=selection, context=context)
+    cover = view.coverage_frame(1).set_index(["model", "site"])
+    assert cover.loc[("ALPHA.v1", CAL_SITE), "status"] == "prior + posterior"
+    assert cover.loc[("GAMMA.v1", CAL_SITE), "status"] == "broken"
+    score = view.scorecard_frame(1, "NEE").set_index(["model", "site"])
+    assert score.loc[("ALPHA.v1", SPARSE_SITE), "label"].startswith("n=")
+    assert np.isnan(score.loc[("ALPHA.v1", SPARSE_SITE), "misfit_reduction"])
+    assert np.isfinite(score.loc[("ALPHA.v1", CAL_SITE), "misfit_reduction"])
+    tap = hv.streams.Tap(source=view._score_dmap)
+    tap.param.watch(view._on_tap, ["x", "y"])
+    tap.event(x=VAL_SITE, y="BETA-X.v2.1")
+    assert (selection.view, selection.site, selection.models) == ("sites", VAL_SITE,
+                                                                  ["BETA-X.v2.1"])
+
+
+def test_hostile_text_is_escaped(context):
+    view = OverviewView(selection=Selection(), context=context)
+    root = pn.panel(view).get_root(Document(), comm=Comm())
+    html_texts = [m.text for m in root.references() if hasattr(m, "text") and
+                  isinstance(getattr(m, "text", None), str)]
+    # Panel transports HTML escaped once; the browser sets the unescaped text as innerHTML.
+    inner_html = html.unescape("\n".join(html_texts))
+    assert "onerror=alert(1)" in inner_html  # the broken file's message is listed ...
+    assert HOSTILE not in inner_html  # ... but never as live markup
+    assert "<script>" not in inner_html and "<img" not in inner_html
+    assert "&lt;script&gt;" in inner_html
+
+
+def test_url_round_trip_and_bad_values():
+    selection = Selection()
+    problems = selection_from_query(
+        selection, {"view": [b"sites"], "site": [b"DK-Sor"], "variable": [b"Qh"],
+                    "models": [b"ALPHA.v1,BOGUS.v9"], "scenario": [b"2"], "stage": [b"Prior"],
+                    "metric": [b"chi2"]},
+        sites=["DK-Sor"], models=["ALPHA.v1"])
+    assert (selection.view, selection.site, selection.variable, selection.models,
+            selection.scenario, selection.stage, selection.metric) == (
+        "sites", "DK-Sor", "Qh", ["ALPHA.v1"], 2, "Prior", "chi2")
+    assert any("BOGUS.v9" in p for p in problems)
+    restored = Selection()
+    selection_from_query(restored, query_from_selection(selection))
+    assert query_from_selection(restored) == query_from_selection(selection)
+    bad = Selection()
+    problems = selection_from_query(bad, {"view": ["nope"], "scenario": ["x"]})
+    assert bad.view == "overview" and bad.scenario == 1 and len(problems) == 2
+
+
+def test_create_app_builds_bokeh_models(context, archive_root):
+    app = create_app(str(archive_root))
+    app.selection.view = "sites"
+    root = pn.Column(*app.main.objects).get_root(Document(), comm=Comm())
+    assert root is not None
+    assert app.selection.site  # a site with observations is preselected
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_smoke(archive_root):
+    port = _free_port()
+    server = start_server(str(archive_root), port=port, address="127.0.0.1", threaded=True)
+    try:
+        import time
+
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?view=sites&site=DK-Sor",
+                                    timeout=60) as r:
+            body = r.read().decode()
+        assert r.status == 200
+        assert "CalLMIP Explorer" in body
+    finally:
+        try:
+            server.stop()
+        except RuntimeError:  # already stopped by Panel's state reset
+            pass

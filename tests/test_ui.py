@@ -1,0 +1,150 @@
+"""Browser tests: the served app in Debian's chromium, driven by Playwright (marked ``ui``)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboard.server import start_server
+from tests.appdata import CAL_SITE, VAL_SITE, build_app_archive
+from tests.conftest import CHROMIUM
+
+pytestmark = [
+    pytest.mark.ui,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui_archive(tmp_path_factory) -> Path:
+    return build_app_archive(tmp_path_factory.mktemp("ui-archive"))
+
+
+@pytest.fixture
+def app_url(ui_archive, tmp_path, monkeypatch):
+    # One server per test: Panel's state reset after each test stops running servers.
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    root = ui_archive
+    port = _free_port()
+    server = start_server(str(root), port=port, address="127.0.0.1", threaded=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(f"{url}/liveness", timeout=5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    try:
+        server.stop()
+    except RuntimeError:  # already stopped by Panel's state reset
+        pass
+
+
+def wait_idle(page, timeout: float = 60.0) -> None:
+    """Wait until Bokeh has rendered every model and no session update is pending."""
+    page.wait_for_function(
+        "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle",
+        timeout=timeout * 1000)
+    page.wait_for_timeout(300)
+
+
+def titles(page) -> list[str]:
+    """Titles of every plot in the page (Bokeh draws them on canvas, so read the models)."""
+    return page.evaluate("""() => [...Bokeh.documents[0].all_models]
+        .filter(m => m.title && typeof m.title === 'object' && m.title.text)
+        .map(m => m.title.text)""")
+
+
+@pytest.fixture
+def watched(page):
+    """The page, failing the test on any page error or any request leaving this machine."""
+    errors, external = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: external.append(r.url)
+            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")) else None)
+    page.set_viewport_size({"width": 1600, "height": 1100})
+    yield page
+    assert not errors, f"page errors: {errors}"
+    assert not external, f"requests left the machine: {external}"
+
+
+def test_app_loads_without_errors(watched, app_url):
+    watched.goto(f"{app_url}/")
+    wait_idle(watched)
+    assert "CalLMIP Explorer" in watched.title() or watched.locator("text=CalLMIP Explorer").count()
+    assert any("Misfit reduction" in t for t in titles(watched))
+
+
+def test_url_opens_site_and_variable(watched, app_url):
+    watched.goto(f"{app_url}/?view=sites&site={VAL_SITE}&variable=Qh")
+    wait_idle(watched)
+    ts = titles(watched)
+    assert any(t.startswith(f"{VAL_SITE} NEE") for t in ts), ts
+    assert any(t.startswith("Taylor diagram (Qh)") for t in ts), ts
+    assert f"site={VAL_SITE}" in watched.url and "variable=Qh" in watched.url
+
+
+def _click_site(page, lon: float, lat: float) -> None:
+    box = page.evaluate("""([lon, lat]) => {
+        const plot = [...Bokeh.documents[0].all_models].find(
+            m => m.title && m.title.text && m.title.text.startsWith('Sites'));
+        const view = Bokeh.index.find_one(plot);
+        const r = view.canvas_view.el.getBoundingClientRect();
+        return {x: r.left + view.frame.x_scale.compute(lon),
+                y: r.top + view.frame.y_scale.compute(lat)};
+    }""", [lon, lat])
+    page.mouse.click(box["x"], box["y"])
+
+
+def test_clicking_a_site_updates_the_time_series(watched, app_url):
+    watched.goto(f"{app_url}/?view=sites&site={CAL_SITE}")
+    wait_idle(watched)
+    assert any(t.startswith(f"{CAL_SITE} NEE") for t in titles(watched))
+    _click_site(watched, -72.1715, 42.5378)  # US-Ha1
+    watched.wait_for_function(
+        f"""() => [...Bokeh.documents[0].all_models].some(
+            m => m.title && m.title.text && m.title.text.startsWith('{VAL_SITE} NEE'))""",
+        timeout=30000)
+    wait_idle(watched)
+    assert f"site={VAL_SITE}" in watched.url
+
+
+def test_sites_screenshot_shows_data(watched, app_url):
+    from PIL import Image
+
+    watched.goto(f"{app_url}/?view=sites&site={CAL_SITE}")
+    wait_idle(watched)
+    ARTIFACTS.mkdir(exist_ok=True)
+    target = ARTIFACTS / "sites-view.png"
+    watched.screenshot(path=str(target), full_page=True)
+    image = Image.open(target).convert("RGB")
+    colours = image.getcolors(maxcolors=1_000_000)
+    assert colours is not None and len(colours) > 50  # plots, not a blank page
+    # The NEE time series canvas holds coloured (non-grey) pixels: data were drawn.
+    box = watched.evaluate("""() => {
+        const plot = [...Bokeh.documents[0].all_models].find(
+            m => m.title && m.title.text && m.title.text.includes(' NEE'));
+        const r = Bokeh.index.find_one(plot).canvas_view.el.getBoundingClientRect();
+        return {x: r.left + window.scrollX, y: r.top + window.scrollY,
+                width: r.width, height: r.height};
+    }""")
+    assert box["width"] > 300 and box["height"] > 100
+    crop = ARTIFACTS / "sites-nee-canvas.png"
+    watched.screenshot(path=str(crop), clip=box, full_page=True)
+    canvas = Image.open(crop).convert("RGB")
+    coloured = sum(n for n, (r, g, b) in canvas.getcolors(maxcolors=1_000_000)
+                   if max(r, g, b) - min(r, g, b) > 40)
+    assert coloured > 200
