@@ -28,28 +28,29 @@ SITE_RE = r"[A-Z]{2}-[A-Za-z0-9]{3}"
 _V2 = re.compile(
     rf"^(?P<model>{MODEL_RE})\.(?P<version>{VERSION_RE})_Phase(?P<phase>1[ab])"
     rf"_Scen(?P<scenario>[0-9]{{1,3}})_(?P<site>{SITE_RE})_(?P<cal_val>Cal|Val)"
-    r"_(?P<stage>Prior|Posterior)\.nc$"
+    r"_(?P<stage>Prior|Posterior)\.nc\Z"
 )
 _V1 = re.compile(
     rf"^(?P<model>{MODEL_RE})\.(?P<version>{VERSION_RE})_Expt(?P<scenario>[0-9]{{1,3}})"
-    rf"_(?P<site>{SITE_RE})_(?P<cal_val>Cal|Val)_(?P<stage>Prior|Posterior|Temporal|Spatial)\.nc$"
+    rf"_(?P<site>{SITE_RE})_(?P<cal_val>Cal|Val)_(?P<stage>Prior|Posterior|Temporal|Spatial)\.nc\Z"
 )
 _GLOBAL = re.compile(
-    rf"^(?P<model>{MODEL_RE})\.(?P<version>{VERSION_RE})_global_(?P<resolution>[0-9][A-Za-z0-9.]*)"
+    rf"^(?P<model>{MODEL_RE})\.(?P<version>{VERSION_RE})_global"
+    r"_(?P<resolution>[A-Za-z0-9][A-Za-z0-9.]*)"
     r"_(?P<frequency>[A-Za-z]+)_(?P<year_start>[0-9]{4})-(?P<year_end>[0-9]{4})"
-    r"_(?P<stage>Prior|Posterior)\.nc$"
+    r"_(?P<stage>Prior|Posterior)\.nc\Z"
 )
 _OBS_DAILY = re.compile(
     rf"^(?P<site>{SITE_RE})_daily_aggregated_(?P<year_start>[0-9]{{4}})-(?P<year_end>[0-9]{{4}})"
-    r"_FLUXNET2015_Flux\.nc$"
+    r"_FLUXNET2015_Flux\.nc\Z"
 )
 _PLUMBER2 = re.compile(
     rf"^(?P<site>{SITE_RE})_(?P<year_start>[0-9]{{4}})-(?P<year_end>[0-9]{{4}})"
-    r"_(?P<collection>FLUXNET2015|LaThuile|OzFlux)_(?P<filetype>Met|Flux)\.nc$"
+    r"_(?P<collection>FLUXNET2015|LaThuile|OzFlux)_(?P<filetype>Met|Flux)\.nc\Z"
 )
 _PARAMETERS = re.compile(
     rf"^(?P<model>{MODEL_RE})\.(?P<version>{VERSION_RE})_Phase(?P<phase>1[ab])"
-    r"_Scen(?P<scenario>[0-9]{1,3})_parameters\.csv$"
+    r"_Scen(?P<scenario>[0-9]{1,3})_parameters\.csv\Z"
 )
 
 FREQUENCIES = ("daily", "monthly", "annual", "yearly")
@@ -238,6 +239,9 @@ def site_run_name(model: str, version: str, scenario: int, site: str, cal_val: s
 
 def _diagnose_site_run(parts: list[str]) -> str:
     expected = "<model>.<version>_Phase1b_Scen<N>_<Site>_<Cal|Val>_<Prior|Posterior>.nc"
+    if len(parts) == 5 and not any(re.fullmatch(r"Scen[0-9]{1,3}", p) for p in parts):
+        return ("the Scen<N> part (calibration scenario number) is missing; expected "
+                f"{expected}")
     if len(parts) != 6:
         return (f"looks like a v2 site run but has {len(parts)} underscore-separated parts "
                 f"instead of 6; expected {expected}")
@@ -278,8 +282,11 @@ def diagnose_name(base: str) -> str:
     if not base:
         return "empty file name"
     lower = base.lower()
+    if base != base.strip() or any(ord(c) < 32 for c in base):
+        return "the name contains white space or control characters at its ends or inside"
     if not (lower.endswith(".nc") or lower.endswith(".csv")):
-        ext = base.rsplit(".", 1)[-1] if "." in base else ""
+        last = base.rsplit(".", 1)[-1] if "." in base else ""
+        ext = last if last and "_" not in last and len(last) <= 6 else ""
         return (f"extension '.{ext}' is not .nc (NetCDF) or .csv (parameter table)" if ext
                 else "no .nc extension")
     if lower.endswith(".csv"):

@@ -31,6 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from loaders.naming import parse_name
+from loaders.netcdf3 import netcdf3_size_problem
 from loaders.variables import (
     COMPARISON,
     ENSEMBLE_DIMS,
@@ -106,6 +107,9 @@ def sniff_netcdf(path: str | os.PathLike[str]) -> str:
     with open(p, "rb") as fh:
         head = fh.read(8)
     if head.startswith(b"CDF"):
+        problem = netcdf3_size_problem(p)
+        if problem:
+            raise CalLMIPFileError(path, problem)
         return "netcdf3"
     if head.startswith(b"\x89HDF"):
         return "netcdf4"

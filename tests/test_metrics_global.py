@@ -48,6 +48,17 @@ def test_cell_area_sums_to_sphere(res):
                                               * (math.sin(lat2) - math.sin(lat1)))
 
 
+def test_cell_area_clips_polar_cells():
+    # centres ON the poles (91 points): the outer bounds would be +-91 without clipping
+    lat = np.linspace(-90, 90, 91)
+    lon = np.arange(0, 360, 2.0)
+    area = cell_area(lat, lon)
+    assert float(area.sum()) == pytest.approx(4 * math.pi * R**2, rel=1e-12)
+    # the polar cap cell spans 89..90 degrees
+    assert float(area[-1, 0]) == pytest.approx(
+        R**2 * math.radians(2.0) * (1 - math.sin(math.radians(89.0))))
+
+
 def test_global_total_of_constant_field():
     lat, lon = grid(2.0)
     c = 1e-8  # kgC m-2 s-1

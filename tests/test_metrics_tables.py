@@ -9,10 +9,12 @@ The archive (written with xarray in tmp_path):
   time in days since 2000-12-22: the runs start 10 days before the observations):
   priors = obs ± 2 (A +, B −), Scen1 posteriors = obs ± 1, an A Scen2 posterior = obs + 0.5
   with no Scen2 prior (paired with the Scen1 prior);
+* an A Scen3 prior (obs + 4) and posterior (obs + 1): paired with its own prior;
 * a broken file and a parameter table.
 
 Known answers: prior RMSE 2, posterior RMSE 1 → misfit reduction 0.5 (Scen2: 1 − 0.5/2 = 0.75);
-spread across A and B = 2 (prior) and 1 (posterior) → spread reduction 0.5.
+Scen3: 1 − 1/4 = 0.75; spread across A and B = 2 (prior) and 1 (posterior) → spread
+reduction 0.5.
 """
 
 from __future__ import annotations
@@ -129,6 +131,9 @@ def archive_root(tmp_path, monkeypatch):
         write_run(root, f"B.v1_Phase1b_Scen1_{site}_{cv}_Posterior.nc", obs, -1.0, gpp=0.5e-8,
                   members=(-0.5, 0.0, 0.5) if site == "DK-Sor" else None)
     write_run(root, "A.v1_Phase1b_Scen2_DK-Sor_Cal_Posterior.nc", cal, +0.5)
+    # Scen3 has its own prior (obs + 4): the posterior is paired with it, not with Scen1's
+    write_run(root, "A.v1_Phase1b_Scen3_DK-Sor_Cal_Prior.nc", cal, +4.0)
+    write_run(root, "A.v1_Phase1b_Scen3_DK-Sor_Cal_Posterior.nc", cal, +1.0)
     (root / "C.v1_Phase1b_Scen1_DK-Sor_Cal_Prior.nc").write_bytes(b"CDF\x01 not really")
     (root / "A.v1_Phase1b_Scen1_parameters.csv").write_text(PARAMS)
     yield root
@@ -141,13 +146,14 @@ def test_tables_shapes_and_known_values(archive_root):
     assert list(tables) == list(TABLE_NAMES) == ["site_scores", "misfit_reduction", "spread",
                                                  "parameters", "summary"]
     sc = tables["site_scores"]
-    # 9 readable runs (4 per site + the Scen2 posterior) x 3 variables
-    assert len(sc) == 9 * 3
+    # 11 readable runs (4 per site, the Scen2 posterior, the Scen3 pair) x 3 variables
+    assert len(sc) == 11 * 3
     assert set(sc.columns) >= {"model", "version", "scenario", "site", "cal_val", "variable",
                                "stage", "n", "bias", "rmse", "nme", "r", "sd_ratio", "chi2",
                                "coverage", "crps", "insufficient", "igbp"}
     assert (sc["n"] == N_OBS).all()  # aligned on the 90 observed dates, not the 100 run days
-    prior_a = sc[(sc.model == "A") & (sc.stage == "Prior") & (sc.site == "DK-Sor")]
+    prior_a = sc[(sc.model == "A") & (sc.stage == "Prior") & (sc.site == "DK-Sor")
+                 & (sc.scenario == 1)]
     np.testing.assert_allclose(prior_a["rmse"], 2.0, rtol=1e-9)
     np.testing.assert_allclose(prior_a["bias"], 2.0, rtol=1e-9)
     np.testing.assert_allclose(prior_a["chi2"], (2.0 / 0.5) ** 2, rtol=1e-9)
@@ -163,7 +169,7 @@ def test_tables_shapes_and_known_values(archive_root):
     assert set(sc.loc[sc.site == "US-Ha1", "cal_val"]) == {"Val"}
 
     mr = tables["misfit_reduction"]
-    assert len(mr) == 5 * 3  # 5 posteriors x 3 variables
+    assert len(mr) == 6 * 3  # 6 posteriors x 3 variables
     scen1 = mr[mr.scenario == 1]
     np.testing.assert_allclose(scen1["misfit_reduction"], 0.5, rtol=1e-9)
     np.testing.assert_allclose(scen1["misfit_reduction_chi2"], 1 - 1 / 4, rtol=1e-9)
@@ -172,6 +178,9 @@ def test_tables_shapes_and_known_values(archive_root):
     assert len(scen2) == 3 and set(scen2["prior_scenario"]) == {1}
     np.testing.assert_allclose(scen2["misfit_reduction"], 1 - 0.5 / 2.0, rtol=1e-9)
     assert list(scen2.loc[scen2.optimised, "variable"]) == ["NEE"]
+    scen3 = mr[mr.scenario == 3]
+    assert set(scen3["prior_scenario"]) == {3}
+    np.testing.assert_allclose(scen3["misfit_reduction"], 1 - 1.0 / 4.0, rtol=1e-9)
     # the pairing agrees with Archive.prior_row for every posterior
     archive = Archive(archive_root)
     for row in mr.drop_duplicates(["model", "version", "scenario", "site"]).itertuples():
@@ -188,8 +197,8 @@ def test_tables_shapes_and_known_values(archive_root):
     gpp = sp[(sp.scenario == 1) & (sp.site == "DK-Sor") & (sp.variable == "gpp")].iloc[0]
     assert gpp["spread_reduction"] == pytest.approx(1 - 0.5e-8 / 1e-8)
     assert not gpp["optimised"]
-    # Scen2 has one model only -> insufficient, no number
-    s2 = sp[sp.scenario == 2]
+    # Scen2 and Scen3 have one model only -> insufficient, no number
+    s2 = sp[sp.scenario.isin([2, 3])]
     assert len(s2) > 0 and s2["insufficient"].all() and s2["spread_reduction"].isna().all()
 
     par = tables["parameters"]

@@ -152,26 +152,18 @@ def test_unrecognised_names_give_a_reason_naming_the_bad_part(name):
         assert fragment in parsed.reason, (fragment, parsed.reason)
 
 
-@pytest.mark.xfail(strict=True, reason="naming.diagnose_name reports '5 underscore-separated "
-                   "parts instead of 6' instead of saying that the Scen<N> part is missing")
 def test_missing_scen_part_is_named():
     reason = parse_name("CLASSIC.v2_Phase1b_DK-Sor_Cal_Prior.nc").reason
     assert "Scen" in reason and "missing" in reason.lower()
     assert "underscore-separated parts" not in reason
 
 
-@pytest.mark.xfail(strict=True, reason="naming.diagnose_name takes everything after the first "
-                   "dot as the extension when a name has none: "
-                   "\"extension '.v2_Phase1b_Scen1_DK-Sor_Cal_Prior' is not .nc\"")
 def test_missing_extension_is_reported_as_missing():
     reason = parse_name("CLASSIC.v2_Phase1b_Scen1_DK-Sor_Cal_Prior").reason
     assert ".nc" in reason
     assert "v2_Phase1b" not in reason
 
 
-@pytest.mark.xfail(strict=True, reason="naming._GLOBAL requires <resolution> to start with a "
-                   "digit, so grid names used by modelling centres (N96, T63, r360x180) are "
-                   "unrecognised although protocol v2 §7 does not restrict <resolution>")
 @pytest.mark.parametrize("resolution", ["N96", "T63", "r360x180"])
 def test_global_resolution_may_be_a_grid_name(resolution):
     name = f"JULES.v7.4_global_{resolution}_monthly_2001-2020_Posterior.nc"
@@ -180,9 +172,6 @@ def test_global_resolution_may_be_a_grid_name(resolution):
     assert parsed.resolution == resolution
 
 
-@pytest.mark.xfail(strict=True, reason="naming patterns end in '$', which also matches before a "
-                   "trailing newline, so 'X.nc\\n' is recognised (and its name keeps the "
-                   "newline); use '\\Z' or re.fullmatch")
 @pytest.mark.parametrize("name", list(EXAMPLES))
 def test_trailing_newline_is_not_a_valid_name(name):
     assert parse_name(name + "\n").kind == "unrecognised"

@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loaders.naming import parse_name
+from loaders.netcdf3 import netcdf3_size_problem
 from loaders.protocol import (
     CheckItem,
     CheckReport,
     check_file,
     check_paths,
     format_report,
-    netcdf3_size_problem,
 )
 from loaders.variables import TABLE3
 from tests.conftest import DKSOR_OBS, OBS_DIR, PHASE1A_OBS, TEMPLATE

@@ -525,9 +525,6 @@ def test_netcdf3_cut_inside_the_header_raises(tmp_path, kind):
     _expect_file_error(reader, path)
 
 
-@pytest.mark.xfail(strict=True, reason="readers.open_raw: a NETCDF3 file cut inside its data "
-                   "section opens without error (netCDF-C reads past EOF as zeros/fill), so "
-                   "open_site_run/open_observations return a half-read dataset")
 @pytest.mark.parametrize("fraction", [0.9, 0.5])
 @pytest.mark.parametrize("kind", ["site_run", "observation"])
 def test_truncated_netcdf3_raises_callmip_file_error(tmp_path, kind, fraction):
