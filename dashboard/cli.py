@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="HOST[:PORT]", help="websocket origin to accept (repeatable)")
     p.add_argument("--num-procs", type=int, default=1, help="worker processes (hosted mode)")
     p.add_argument("--warm", action="store_true",
-                   help="import libraries and compute metrics once before serving")
+                   help="build one app before serving (pays imports and first render once)")
 
     p = sub.add_parser("demo", help="write the demo archive (synthetic, from a toy calibration)")
     p.add_argument("--out", required=True, help="output folder")

@@ -74,7 +74,10 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     num_procs : int
         Worker processes.
     warm : bool
-        Compute the catalog and metric tables before accepting sessions.
+        Also build one app before accepting sessions, so that imports and the first render
+        are paid once per process, not by the first visitor. (The catalog and metric tables
+        are always computed before the server listens: a session never waits for them and
+        never blocks another session while they are computed.)
     """
     from dashboard.context import get_context
 
@@ -83,8 +86,14 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     except FileNotFoundError as exc:
         print(f"callmip serve: error: {exc}", file=sys.stderr)
         return 2
+    context = get_context(root)
+    print(f"Reading {root}: {len(context.archive.catalog)} files; computing metric tables …",
+          file=sys.stderr)
+    context.tables()
     if warm:
-        get_context(root).tables()
+        from dashboard.app import create_app
+
+        create_app(root)
     print(f"CalLMIP Explorer serving {root} on http://{address}:{port}/")
     start_server(root, port=port, address=address, show=show,
                  allow_websocket_origin=allow_websocket_origin, num_procs=num_procs)

@@ -206,3 +206,27 @@ def test_server_smoke(archive_root):
             server.stop()
         except RuntimeError:  # already stopped by Panel's state reset
             pass
+
+
+def test_presentation_mode_enlarges_plots(context):
+    from dashboard.views.style import Look
+
+    normal = SitesView(selection=Selection(site=CAL_SITE), context=context)
+    big = SitesView(selection=Selection(site=CAL_SITE), context=context,
+                    look=Look(theme="dark", presentation=True))
+    small_opts = normal.timeseries(CAL_SITE, "Qh", 1, []).opts.get().kwargs
+    big_opts = big.timeseries(CAL_SITE, "Qh", 1, []).opts.get().kwargs
+    assert big_opts["fontscale"] > small_opts["fontscale"]
+    assert big_opts["bgcolor"] != small_opts["bgcolor"]  # dark background
+    app = create_app(str(context.root), theme="dark", presentation=True)
+    assert app.theme.__name__.lower().startswith("dark")
+    assert any("font-size" in css for css in app.config.raw_css)
+
+
+def test_about_names_metrics_and_attributions():
+    from dashboard.views.about import ABOUT_MD
+
+    for text in ("FLUXNET2015", "CC-BY-4.0", "protocol", "NEE = −nep × 1000 × 86400",
+                 "1 − RMSE_post / RMSE_prior", "spread reduction", "insufficient data",
+                 "synthetic"):
+        assert text in ABOUT_MD, text
