@@ -127,8 +127,10 @@ def archive_root(tmp_path, monkeypatch):
         write_run(root, f"A.v1_Phase1b_Scen1_{site}_{cv}_Prior.nc", obs, +2.0, gpp=2e-8)
         write_run(root, f"B.v1_Phase1b_Scen1_{site}_{cv}_Prior.nc", obs, -2.0, gpp=0.0)
         write_run(root, f"A.v1_Phase1b_Scen1_{site}_{cv}_Posterior.nc", obs, +1.0, gpp=1.5e-8)
-        # B's DK-Sor posterior is a 3-member ensemble around obs - 1 (mean obs - 1)
-        write_run(root, f"B.v1_Phase1b_Scen1_{site}_{cv}_Posterior.nc", obs, -1.0, gpp=0.5e-8,
+        # B's DK-Sor posterior is a 3-member ensemble around obs - 1 (mean obs - 1); at the
+        # validation site B's posterior generalises less well: obs - 1.5
+        write_run(root, f"B.v1_Phase1b_Scen1_{site}_{cv}_Posterior.nc", obs,
+                  -1.0 if site == "DK-Sor" else -1.5, gpp=0.5e-8,
                   members=(-0.5, 0.0, 0.5) if site == "DK-Sor" else None)
     write_run(root, "A.v1_Phase1b_Scen2_DK-Sor_Cal_Posterior.nc", cal, +0.5)
     # Scen3 has its own prior (obs + 4): the posterior is paired with it, not with Scen1's
@@ -170,9 +172,11 @@ def test_tables_shapes_and_known_values(archive_root):
 
     mr = tables["misfit_reduction"]
     assert len(mr) == 6 * 3  # 6 posteriors x 3 variables
-    scen1 = mr[mr.scenario == 1]
+    scen1 = mr[(mr.scenario == 1) & ~((mr.model == "B") & (mr.site == "US-Ha1"))]
     np.testing.assert_allclose(scen1["misfit_reduction"], 0.5, rtol=1e-9)
     np.testing.assert_allclose(scen1["misfit_reduction_chi2"], 1 - 1 / 4, rtol=1e-9)
+    b_val = mr[(mr.model == "B") & (mr.site == "US-Ha1")]
+    np.testing.assert_allclose(b_val["misfit_reduction"], 1 - 1.5 / 2, rtol=1e-9)
     # Scen2 posterior without a Scen2 prior -> paired with the Scen1 prior
     scen2 = mr[mr.scenario == 2]
     assert len(scen2) == 3 and set(scen2["prior_scenario"]) == {1}
@@ -208,16 +212,35 @@ def test_tables_shapes_and_known_values(archive_root):
 
     su = tables["summary"]
     assert set(su["group_by"]) == {"all", "cal_val", "igbp", "stage"}
-    everyone = su[(su.group_by == "all") & (su.model == "all") & (su.scenario == 1)
-                  & (su.variable == "NEE")].iloc[0]
+    def pick(**kw):
+        rows = su
+        for k, v in kw.items():
+            rows = rows[rows[k] == v]
+        assert len(rows) == 1, kw
+        return rows.iloc[0]
+
+    # misfit reductions, scenario 1: Cal A 0.5, B 0.5; Val A 0.5, B 0.25
+    everyone = pick(group_by="all", model="all", scenario=1, variable="NEE")
     assert everyone["n_cases"] == 4  # 2 models x 2 sites
-    assert everyone["median_misfit_reduction"] == pytest.approx(0.5)
+    assert everyone["median_misfit_reduction"] == pytest.approx(np.median([.5, .5, .5, .25]))
     assert everyone["fraction_improved"] == pytest.approx(1.0)
-    assert everyone["generalisation_gap"] == pytest.approx(0.0, abs=1e-9)
+    # generalisation gap = median Cal (0.5) - median Val (median of 0.5, 0.25)
+    assert everyone["generalisation_gap"] == pytest.approx(0.5 - 0.375)
     assert everyone["n_cal"] == 2 and everyone["n_val"] == 2
-    val = su[(su.group_by == "cal_val") & (su.group == "Val") & (su.model == "all")
-             & (su.scenario == 1) & (su.variable == "Qle")].iloc[0]
-    assert val["n_cases"] == 2 and val["median_spread_reduction"] == pytest.approx(0.5)
+    b = pick(group_by="all", model="B", scenario=1, variable="Qh")
+    assert b["generalisation_gap"] == pytest.approx(0.5 - 0.25) and b["n_cases"] == 2
+    a = pick(group_by="all", model="A", scenario=1, variable="Qh")
+    assert a["generalisation_gap"] == pytest.approx(0.0, abs=1e-9)
+    val = pick(group_by="cal_val", group="Val", model="all", scenario=1, variable="Qle")
+    assert val["n_cases"] == 2 and val["median_misfit_reduction"] == pytest.approx(0.375)
+    # spread at the Val site: prior A +2 / B -2 (sd 2), posterior +1 / -1.5 (sd 1.25)
+    assert val["n_spread_cases"] == 1
+    assert val["median_spread_reduction"] == pytest.approx(1 - 1.25 / 2)
+    assert pd.isna(val["generalisation_gap"])  # only on group_by == "all" rows
+    # DK-Sor and US-Ha1 are both deciduous broadleaf forests in assets/sites.csv
+    dbf = pick(group_by="igbp", group="DBF", model="all", scenario=1, variable="NEE")
+    assert dbf["n_cases"] == 4 and dbf["n_spread_cases"] == 2
+    assert dbf["median_spread_reduction"] == pytest.approx(np.median([0.5, 1 - 1.25 / 2]))
 
 
 def test_broken_file_is_skipped_and_recorded(archive_root):
@@ -276,3 +299,31 @@ def test_tables_to_json_is_strict_json():
     assert out["t"][1] == {"a": None, "b": None, "c": None, "n": 2}
     assert out["t"][2]["a"] is None and out["t"][0]["b"] is True
     assert type(out["t"][0]["n"]) is int
+
+
+def test_v1_temporal_and_spatial_stages_are_paired_with_the_prior(tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    clear_memory_cache()
+    root = tmp_path / "v1"
+    root.mkdir()
+    cal, val = obs_values(), obs_values(site_shift=0.5)
+    write_obs(root, "DK-Sor", cal)
+    write_obs(root, "US-Ha1", val)
+    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Prior.nc", cal, 2.0)
+    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Posterior.nc", cal, 1.0)
+    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Temporal.nc", cal, 0.5)
+    write_run(root, "M.v1_Expt1_US-Ha1_Val_Prior.nc", val, 2.0)
+    write_run(root, "M.v1_Expt1_US-Ha1_Val_Spatial.nc", val, 1.5)
+    tables = compute_tables(root)
+    mr = tables["misfit_reduction"].set_index(["site", "stage", "variable"])
+    assert mr.loc[("DK-Sor", "Temporal", "NEE"), "misfit_reduction"] == pytest.approx(0.75)
+    assert mr.loc[("US-Ha1", "Spatial", "NEE"), "misfit_reduction"] == pytest.approx(0.25)
+    su = tables["summary"]
+    overall = su[(su.group_by == "all") & (su.model == "M") & (su.variable == "NEE")].iloc[0]
+    # Posterior (Cal, 0.5) and Spatial (Val, 0.25); Temporal is another period: not pooled
+    assert overall["n_cases"] == 2
+    assert overall["generalisation_gap"] == pytest.approx(0.5 - 0.25)
+    temporal = su[(su.group_by == "stage") & (su.group == "Temporal") & (su.model == "M")
+                  & (su.variable == "NEE")].iloc[0]
+    assert temporal["median_misfit_reduction"] == pytest.approx(0.75)
+    clear_memory_cache()

@@ -187,7 +187,7 @@ def misfit_reduction(prior: xr.DataArray, posterior: xr.DataArray, obs: xr.DataA
         (shared days with a finite σ_O > 0).
     """
     like, o, (p, q, su), _ = prepare(obs, prior, posterior, obs_unc)
-    valid = np.isfinite(p) & np.isfinite(o)
+    valid = np.isfinite(p) & np.isfinite(q) & np.isfinite(o)
     n = valid.sum(-1)
     rmse_prior = deterministic_values(p, o, valid)["rmse"]
     rmse_post = deterministic_values(q, o, valid)["rmse"]

@@ -237,7 +237,7 @@ def _progress(items: Iterable[Any], total: int, enabled: bool, desc: str) -> Ite
     return tqdm(items, total=total, desc=desc, unit="file", file=sys.stderr, leave=False)
 
 
-def _no_obs_score(min_n: int) -> dict[str, Any]:
+def _no_obs_score() -> dict[str, Any]:
     out: dict[str, Any] = {k: math.nan for k in SCORE_KEYS}
     out.update(n=0, n_chi2=0, n_coverage=0, insufficient=True, uncertainty_method=None)
     return out
@@ -289,7 +289,7 @@ def _compute(archive: Any, min_n: int, progress: bool) -> dict[str, pd.DataFrame
                 continue
             observed = obs[var] if obs is not None and var in obs.data_vars else None
             if observed is None:
-                result = _no_obs_score(min_n)
+                result = _no_obs_score()
             else:
                 result = score(model, observed, _unc(obs, var), model_unc=_unc(ds, var),
                                min_n=min_n)
