@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -73,12 +73,20 @@ class Archive:
         self._lock = threading.Lock()
 
     # -- selections ----------------------------------------------------------------------
-    @property
+    @cached_property
     def site_runs(self) -> pd.DataFrame:
-        """Catalog rows of site runs, with a ``model_id`` column (``<model>.<version>``)."""
+        """Catalog rows of site runs, with a ``model_id`` column (``<model>.<version>``).
+
+        Computed once: the catalog of an Archive does not change (build a new Archive to see
+        new files). Treat it as read-only.
+        """
         df = self.catalog[self.catalog["kind"] == "site_run"].copy()
         df["model_id"] = df["model"] + "." + df["version"]
         return df
+
+    @cached_property
+    def _rows_by_path(self) -> dict[str, dict]:
+        return {row["path"]: row for row in self.catalog.to_dict(orient="records")}
 
     @property
     def global_runs(self) -> pd.DataFrame:
@@ -157,9 +165,8 @@ class Archive:
         return None
 
     # -- opening -------------------------------------------------------------------------
-    def _row_for(self, path: str) -> pd.Series | None:
-        rows = self.catalog[self.catalog["path"] == path]
-        return rows.iloc[0] if not rows.empty else None
+    def _row_for(self, path: str) -> dict | None:
+        return self._rows_by_path.get(path)
 
     def _key(self, path: str) -> tuple[str, int | None, float | None]:
         row = self._row_for(path)
