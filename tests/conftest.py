@@ -28,6 +28,12 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """No test writes the metric cache (or a demo archive) into the user's home."""
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "callmip-cache"))
+
+
+@pytest.fixture(autouse=True)
 def _reset_panel_state():
     yield
     import sys
