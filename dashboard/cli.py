@@ -125,8 +125,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Write the demo archive."""
     from dashboard.demo import generate_archive
 
-    out = generate_archive(args.out, seed=args.seed, resolution=args.resolution,
-                           years=args.years, progress=True)
+    try:
+        out = generate_archive(args.out, seed=args.seed, resolution=args.resolution,
+                               years=args.years, progress=True)
+    except OSError as exc:  # a write failure is not a usage error
+        print(f"callmip demo: error: could not write the archive: {exc}", file=sys.stderr)
+        return 1
+
     print(f"demo archive written to {out}")
     return 0
 
