@@ -8,13 +8,18 @@ One :class:`ArchiveContext` per data root per process (the catalog is rebuilt wh
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
+from dashboard.sitedata import SiteSeries, site_series
 from loaders.archive import Archive
 from loaders.sites import load_sites
+
+#: How many (site, variable, scenario, models) series a process keeps for the views.
+SERIES_CACHE_SIZE = 96
 
 _CONTEXTS: dict[str, ArchiveContext] = {}
 _LOCK = threading.Lock()
@@ -36,6 +41,8 @@ class ArchiveContext:
         self._tables_lock = threading.Lock()
         #: Problems met while computing tables (message per failing step).
         self.table_errors: list[str] = []
+        self._series: OrderedDict[tuple, SiteSeries] = OrderedDict()
+        self._series_lock = threading.Lock()
 
     @cached_property
     def sites(self) -> pd.DataFrame:
@@ -61,6 +68,21 @@ class ArchiveContext:
     def table(self, name: str) -> pd.DataFrame:
         """One metric table by name (empty frame if unavailable)."""
         return self.tables().get(name, pd.DataFrame())
+
+    def site_series(self, site: str, variable: str, scenario: int,
+                    models: tuple[str, ...]) -> SiteSeries:
+        """Per-site series for the views, shared by every session (bounded LRU)."""
+        key = (site, variable, scenario, tuple(models))
+        with self._series_lock:
+            if key in self._series:
+                self._series.move_to_end(key)
+                return self._series[key]
+        value = site_series(self.archive, site, variable, scenario, list(models))
+        with self._series_lock:
+            self._series[key] = value
+            while len(self._series) > SERIES_CACHE_SIZE:
+                self._series.popitem(last=False)
+        return value
 
     def model_ids(self) -> list[str]:
         """Model identifiers with at least one site run."""

@@ -46,9 +46,10 @@ class SiteSeries:
 def _band(ds: xr.Dataset, variable: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     da = ds[variable]
     if "member" in da.dims:
-        mean = da.mean("member").values
-        lower = da.quantile(0.025, dim="member").values
-        upper = da.quantile(0.975, dim="member").values
+        values = da.transpose("member", ...).values
+        mean = values.mean(axis=0)  # a day missing in one member is missing for the ensemble
+        # Vectorised quantiles (xarray's NaN-aware quantile loops over every day).
+        lower, upper = np.quantile(values, [0.025, 0.975], axis=0)
         return mean, lower, upper
     values = da.values
     unc_name = f"{variable}_unc" if f"{variable}_unc" in ds else f"{variable}_post_unc"

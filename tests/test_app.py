@@ -43,35 +43,47 @@ def _elements(overlay: hv.Overlay, kind: type) -> list:
     return [el for el in overlay.traverse(lambda x: x, [kind]) if type(el) is kind]
 
 
+def _model_lines(overlay: hv.Overlay) -> dict[tuple[str, str], np.ndarray]:
+    """(model, line_dash) → y values of every model line drawn in ``overlay``."""
+    lines = {}
+    for path in _elements(overlay, hv.Path):
+        dash = path.opts.get().kwargs["line_dash"]
+        for sub in path.split():
+            lines[(str(sub.dimension_values("model")[0]), dash)] = sub.dimension_values(1)
+    return lines
+
+
 def test_timeseries_follow_the_selected_site(context):
     selection = Selection(site=CAL_SITE)
     view = SitesView(selection=selection, context=context)
     overlay = view.timeseries(CAL_SITE, "NEE", 1, [])
-    curves = _elements(overlay, hv.Curve)
-    labels = sorted(c.label for c in curves)
-    assert labels == ["ALPHA.v1 posterior", "ALPHA.v1 prior", "BETA-X.v2.1 posterior",
-                      "BETA-X.v2.1 prior"]
+    assert set(_model_lines(overlay)) == {
+        ("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid"),
+        ("BETA-X.v2.1", "dashed"), ("BETA-X.v2.1", "solid")}
     obs = _elements(overlay, hv.Scatter)
     assert len(obs) == 1 and obs[0].label == "observations"
-    # The observed points are the file's valid NEE values.
-    real = context.archive.open_observations(CAL_SITE)["NEE"].values
-    np.testing.assert_allclose(np.sort(obs[0].dimension_values(1)[np.isfinite(
-        obs[0].dimension_values(1))]), np.sort(real[np.isfinite(real)]))
-    # The posterior band exists (posterior files carry nep_post_unc).
-    assert any("95 %" in a.label for a in _elements(overlay, hv.Area) if "posterior" in a.label)
+    # The observed points are the file's valid NEE values, with ±1.96 σ error bars.
+    real = context.archive.open_observations(CAL_SITE)
+    values = real["NEE"].values
+    np.testing.assert_allclose(np.sort(obs[0].dimension_values(1)),
+                               np.sort(values[np.isfinite(values)]))
+    bars = _elements(overlay, hv.ErrorBars)[0]
+    unc = real["NEE_unc"].values[np.isfinite(values)]
+    np.testing.assert_allclose(np.sort(bars.dimension_values(2)), np.sort(1.96 * unc))
+    # Two models shown: each posterior has its 95 % band (posterior files carry nep_post_unc).
+    assert len(_elements(overlay, hv.Area)) == 2
     other = view.timeseries(VAL_SITE, "NEE", 1, ["ALPHA.v1"])
-    assert sorted(c.label for c in _elements(other, hv.Curve)) == ["ALPHA.v1 posterior",
-                                                                    "ALPHA.v1 prior"]
+    assert set(_model_lines(other)) == {("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid")}
     assert VAL_SITE in other.opts.get().kwargs["title"]
 
 
 def test_model_nee_has_the_observed_sign_convention(context):
     view = SitesView(selection=Selection(site=CAL_SITE), context=context)
     overlay = view.timeseries(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
-    prior = next(c for c in _elements(overlay, hv.Curve) if c.label == "ALPHA.v1 prior")
+    prior = _model_lines(overlay)[("ALPHA.v1", "dashed")]
     run = context.archive.open_run(
         context.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
-    np.testing.assert_allclose(prior.dimension_values(1), -run["nep"].values * 1000 * 86400)
+    np.testing.assert_allclose(prior, -run["nep"].values * 1000 * 86400)
 
 
 def test_sparse_site_says_how_few_days(context):
@@ -111,13 +123,25 @@ def test_diagrams_follow_variable(context):
     view = SitesView(selection=Selection(site=CAL_SITE), context=context)
     cycle = view.seasonal_cycle(CAL_SITE, "Qh", 1, [])
     assert all(c.vdims[0].name == "Qh" for c in _elements(cycle, hv.Curve))
+    assert len(_model_lines(cycle)) == 4  # prior and posterior of each model
+    taylor_frame = view.taylor_frame(CAL_SITE, "Qle", 1, [])
+    assert sorted(zip(taylor_frame["model"], taylor_frame["stage"], strict=True)) == [
+        ("ALPHA.v1", "Posterior"), ("ALPHA.v1", "Prior"),
+        ("BETA-X.v2.1", "Posterior"), ("BETA-X.v2.1", "Prior")]
+    # Normalised SD and correlation agree with a direct computation on the shared days.
+    obs = context.archive.open_observations(CAL_SITE)["Qle"].to_series()
+    run = context.archive.open_run(context.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
+    both = np.column_stack([obs.values, run["Qle"].to_series().reindex(obs.index).values])
+    both = both[np.isfinite(both).all(axis=1)]
+    row = taylor_frame[(taylor_frame["model"] == "ALPHA.v1")
+                       & (taylor_frame["stage"] == "Prior")].iloc[0]
+    assert row["r"] == pytest.approx(np.corrcoef(both.T)[0, 1])
+    assert row["sd"] == pytest.approx(both[:, 1].std() / both[:, 0].std())
     taylor = view.taylor(CAL_SITE, "Qle", 1, [])
-    markers = [s for s in _elements(taylor, hv.Scatter) if s.label in ("ALPHA.v1", "BETA-X.v2.1")]
-    assert len(markers) == 4  # prior and posterior of each model
-    assert len(_elements(taylor, hv.Segments)) >= 2  # an arrow per model
+    assert len(_elements(taylor, hv.Segments)[0]) == 6  # shaft + two-stroke head per model
     scatter = view.scatter(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
-    assert {s.label for s in _elements(scatter, hv.Scatter)} == {"ALPHA.v1 prior",
-                                                                 "ALPHA.v1 posterior"}
+    runs = {str(v) for s in _elements(scatter, hv.Scatter) for v in s.dimension_values("run")}
+    assert runs == {"ALPHA.v1"}
 
 
 def test_overview_coverage_marks_broken_and_scorecard_click_opens_site(context):

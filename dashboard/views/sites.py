@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models import DatetimeTickFormatter
 
 from dashboard.context import ArchiveContext
-from dashboard.sitedata import SiteSeries, site_series
+from dashboard.sitedata import SiteSeries
 from dashboard.state import METRICS, SITE_VARIABLES, Selection
 from dashboard.views.style import (
     DIVERGING,
@@ -32,6 +33,8 @@ from dashboard.views.style import (
 #: Metrics whose map colours diverge around 0 (reductions).
 REDUCTION_METRICS = ("spread_reduction", "misfit_reduction", "misfit_reduction_chi2")
 MIN_N_DEFAULT = 30
+#: Posterior bands are drawn when at most this many models are shown.
+MAX_BANDS = 3
 
 
 def _min_n() -> int:
@@ -83,7 +86,9 @@ class SitesView(pn.viewable.Viewer):
             table = self.context.table("spread")
             if not table.empty:
                 t = table[(table["scenario"] == scenario) & (table["variable"] == variable)]
-                t = t.set_index("site")
+                if "stage" in t:  # v1 temporal-validation runs cover another period
+                    t = t[t["stage"] != "Temporal"]
+                t = t.groupby("site").first()
                 ok = ~t["insufficient"].astype(bool)
                 value.update(t.loc[ok, "spread_reduction"])
                 count.update(t["n_models"].astype("int64"))
@@ -176,61 +181,95 @@ class SitesView(pn.viewable.Viewer):
     def series(self, site: str, variable: str, scenario: int, models: list[str]) -> SiteSeries:
         """The tidy series of a site (cached per archive by the archive's file cache)."""
         shown = self.selection.shown_models(self.context.model_ids()) if not models else models
-        return site_series(self.context.archive, site, variable, scenario, shown)
+        return self.context.site_series(site, variable, scenario, tuple(shown))
 
     def timeseries(self, site: str, variable: str, scenario: int, models: list[str]
                    ) -> hv.Overlay:
         """Observations and each model's prior (dashed) and posterior (solid).
 
-        Observations carry their 95 % band; posteriors theirs (posterior uncertainty or the
-        ensemble range).
+        Observations carry 95 % error bars (± 1.96 σ_O). Posteriors carry their 95 % band
+        (posterior uncertainty or ensemble range) when at most :data:`MAX_BANDS` models are
+        shown, so that the bands stay readable. Priors and posteriors are each drawn as one
+        multi-line glyph coloured by model (fast to update; the colour key is above the plots).
         """
         data = self.series(site, variable, scenario, models)
         all_models = self.context.model_ids()
         lw = self.look.line_width
-        units = data.units
-        ylabel = f"{variable} ({units})" if units else variable
+        ylabel = f"{variable} ({data.units})" if data.units else variable
         vdim = hv.Dimension(variable, label=ylabel)
         layers: list[hv.Element] = []
-        obs = data.obs
+        runs = data.runs
+        shown = sorted(runs["model"].unique()) if not runs.empty else []
+        tdim = hv.Dimension("time", label="date")
+        if 0 < len(shown) <= MAX_BANDS:
+            for model, frame in runs[runs["stage"] == "Posterior"].groupby("model"):
+                if frame["lower"].notna().any():
+                    layers.append(hv.Area((_epoch_ms(frame["time"]), frame["lower"],
+                                           frame["upper"]), tdim, [vdim, "upper"]).opts(
+                        color=model_colour(model, all_models), alpha=0.18, line_alpha=0))
+        for stage, dash, alpha in (("Prior", "dashed", 0.6), ("Posterior", "solid", 0.95)):
+            paths = [{"time": _epoch_ms(frame["time"]), variable: frame["value"].to_numpy(),
+                      "model": model}
+                     for model, frame in runs[runs["stage"] == stage].groupby("model")]
+            if paths:
+                colours = {p["model"]: model_colour(p["model"], all_models) for p in paths}
+                layers.append(hv.Path(paths, kdims=[tdim, vdim], vdims=["model"])
+                              .opts(color="model", cmap=colours, line_dash=dash, line_width=lw,
+                                    alpha=alpha, colorbar=False, show_legend=False))
+        obs = data.obs.dropna(subset=["value"]) if not data.obs.empty else data.obs
         if not obs.empty:
-            band = obs.dropna(subset=["value"])
-            if band["unc"].notna().any():
-                lower = band["value"] - 1.96 * band["unc"]
-                upper = band["value"] + 1.96 * band["unc"]
-                layers.append(hv.Area((band["time"], lower, upper), "time", [vdim, "upper"],
-                                      label="obs 95 % band").opts(
-                    color=self.look.obs_colour, alpha=0.15, line_alpha=0))
-            layers.append(hv.Scatter((obs["time"], obs["value"]), "time", vdim,
+            t_obs = _epoch_ms(obs["time"])
+            if obs["unc"].notna().any():
+                layers.append(hv.ErrorBars((t_obs, obs["value"], 1.96 * obs["unc"]),
+                                           tdim, [vdim, "err"]).opts(
+                    color=self.look.obs_colour, alpha=0.35, line_width=1))
+            layers.append(hv.Scatter((t_obs, obs["value"]), tdim, vdim,
                                      label="observations").opts(
-                color=self.look.obs_colour, size=2.5 * self.look.fontscale))
-        for (model, stage), frame in data.runs.groupby(["model", "stage"], sort=True):
-            colour = model_colour(model, all_models)
-            label = f"{model} {stage.lower()}"
-            if stage == "Posterior" and frame["lower"].notna().any():
-                layers.append(hv.Area((frame["time"], frame["lower"], frame["upper"]), "time",
-                                      [vdim, "upper"], label=f"{label} 95 %").opts(
-                    color=colour, alpha=0.15, line_alpha=0))
-            dash = "dashed" if stage == "Prior" else "solid"
-            layers.append(hv.Curve((frame["time"], frame["value"]), "time", vdim,
-                                   label=label).opts(color=colour, line_dash=dash,
-                                                     line_width=lw,
-                                                     alpha=0.75 if stage == "Prior" else 1.0))
+                color=self.look.obs_colour, size=3 * self.look.fontscale, tools=["hover"],
+                hover_tooltips=[("date", "@time{%F}"), (variable, f"@{{{variable}}}")],
+                hover_formatters={"@time": "datetime"}))
         if not layers:
-            layers.append(hv.Curve([], "time", vdim))
+            layers.append(hv.Curve([], tdim, vdim))
         n_note = (f" — {data.n_obs_valid} valid observed days of {data.n_days}"
                   if data.n_days else " — no observations")
         return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=f"{site} {variable}{n_note}", responsive=True, height=230,
-                            show_legend=True, legend_position="right",
-                            legend_opts={"click_policy": "hide"}, fontscale=self.look.fontscale,
-                            bgcolor=self.look.bg, xlabel="", tools=["xwheel_zoom"]))
+                            show_legend=False, fontscale=self.look.fontscale,
+                            bgcolor=self.look.bg, xlabel="", tools=["xwheel_zoom"],
+                            xformatter=DatetimeTickFormatter()))
+
+    def colour_key(self, site: str, scenario: int, models: list[str]) -> pn.pane.HTML:
+        """The models' colours (solid: posterior, dashed: prior) and the observation marker."""
+        shown = self.selection.shown_models(self.context.model_ids()) if not models else models
+        all_models = self.context.model_ids()
+        items = [f'<span class="key"><span style="color:{self.look.obs_colour}">●</span> '
+                 f'observations ± 1.96 σ</span>']
+        items += [f'<span class="key"><span style="color:{model_colour(m, all_models)};'
+                  f'font-weight:bold">━━</span> {escape(m)}</span>' for m in shown]
+        items.append('<span class="key">solid: posterior · dashed: prior · shaded: posterior '
+                     f'95 % (≤ {MAX_BANDS} models shown)</span>')
+        return pn.pane.HTML(" &nbsp; ".join(items), sizing_mode="stretch_width",
+                            stylesheets=[".key{white-space:nowrap;margin-right:1em}"])
 
     def _aligned(self, data: SiteSeries) -> tuple[pd.Series, dict[tuple[str, str], pd.Series]]:
         obs = data.obs.set_index("time")["value"] if not data.obs.empty else pd.Series(dtype=float)
         runs = {key: frame.set_index("time")["value"]
                 for key, frame in data.runs.groupby(["model", "stage"], sort=True)}
         return obs, runs
+
+    def _model_paths(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+                     kdims: list, stage: str, dash: str) -> hv.Path | None:
+        """One multi-line glyph for every model's curve of one stage, coloured by model."""
+        all_models = self.context.model_ids()
+        paths = [{kdims[0].name if isinstance(kdims[0], hv.Dimension) else kdims[0]: x,
+                  kdims[1].name: y, "model": model}
+                 for (model, st), (x, y) in curves.items() if st == stage]
+        if not paths:
+            return None
+        colours = {p["model"]: model_colour(p["model"], all_models) for p in paths}
+        return hv.Path(paths, kdims=kdims, vdims=["model"]).opts(
+            color="model", cmap=colours, line_dash=dash, line_width=self.look.line_width,
+            colorbar=False, show_legend=False, alpha=0.7 if stage == "Prior" else 1.0)
 
     def seasonal_cycle(self, site: str, variable: str, scenario: int, models: list[str]
                        ) -> hv.Overlay:
@@ -239,69 +278,77 @@ class SitesView(pn.viewable.Viewer):
 
         data = self.series(site, variable, scenario, models)
         obs, runs = self._aligned(data)
-        all_models = self.context.model_ids()
         vdim = hv.Dimension(variable, label=f"{variable} ({data.units})")
+        mdim = hv.Dimension("month")
         layers = []
         mask = None
         if not obs.empty and obs.notna().sum() > 0:
             obs_da = obs.to_xarray()
             mask = obs_da.notnull()
             cycle = seasonal_cycle(obs_da, mask)
-            layers.append(hv.Curve((cycle["month"].values, cycle.values), "month", vdim,
+            layers.append(hv.Curve((cycle["month"].values, cycle.values), mdim, vdim,
                                    label="observations").opts(
-                color=self.look.obs_colour, line_width=self.look.line_width + 1))
-        for (model, stage), series in runs.items():
+                color=self.look.obs_colour, line_width=self.look.line_width + 1.5))
+        curves = {}
+        for key, series in runs.items():
             da = series.to_xarray()
             m = mask.reindex(time=da["time"], fill_value=False) if mask is not None else None
             cycle = seasonal_cycle(da, m)
-            layers.append(hv.Curve((cycle["month"].values, cycle.values), "month", vdim,
-                                   label=f"{model} {stage.lower()}").opts(
-                color=model_colour(model, all_models), line_width=self.look.line_width,
-                line_dash="dashed" if stage == "Prior" else "solid"))
+            curves[key] = (cycle["month"].values.astype(float), cycle.values)
+        for stage, dash in (("Prior", "dashed"), ("Posterior", "solid")):
+            path = self._model_paths(curves, [mdim, vdim], stage, dash)
+            if path is not None:
+                layers.append(path)
         note = " (days with valid observations)" if mask is not None else " (all days)"
-        return hv.Overlay(layers or [hv.Curve([], "month", vdim)]).opts(
+        return hv.Overlay(layers or [hv.Curve([], mdim, vdim)]).opts(
             hv.opts.Overlay(title=f"Mean seasonal cycle{note}", responsive=True, height=300,
                             show_legend=False, xticks=list(range(1, 13)),
                             fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
     def scatter(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
-        """Model against observation on matching days, with the 1:1 line."""
+        """Model against observation on matching days, with the 1:1 line.
+
+        Open markers: priors; filled: posteriors; colour: model.
+        """
         data = self.series(site, variable, scenario, models)
         obs, runs = self._aligned(data)
         all_models = self.context.model_ids()
         xd = hv.Dimension("obs", label=f"observed {variable} ({data.units})")
         yd = hv.Dimension("model", label=f"modelled {variable} ({data.units})")
-        layers = []
-        lo, hi = np.inf, -np.inf
+        frames = []
         for (model, stage), series in runs.items():
             joined = pd.concat([obs.rename("obs"), series.rename("model")], axis=1,
                                join="inner").dropna()
-            if joined.empty:
-                continue
-            lo = min(lo, joined.min().min())
-            hi = max(hi, joined.max().max())
-            colour = model_colour(model, all_models)
-            layers.append(hv.Scatter(joined, xd, yd, label=f"{model} {stage.lower()}").opts(
-                color=colour, size=3 * self.look.fontscale,
-                fill_alpha=0.0 if stage == "Prior" else 0.6, line_color=colour, alpha=0.8))
-        if np.isfinite(lo):
-            layers.insert(0, hv.Curve(([lo, hi], [lo, hi]), xd, yd, label="1:1").opts(
+            if not joined.empty:
+                frames.append(joined.assign(run=model, stage=stage))
+        layers: list[hv.Element] = []
+        if frames:
+            points = pd.concat(frames, ignore_index=True)
+            lo = float(min(points["obs"].min(), points["model"].min()))
+            hi = float(max(points["obs"].max(), points["model"].max()))
+            layers.append(hv.Curve(([lo, hi], [lo, hi]), xd, yd).opts(
                 color="grey", line_dash="dotted"))
+            colours = {m: model_colour(m, all_models) for m in points["run"].unique()}
+            for stage, fill in (("Prior", 0.0), ("Posterior", 0.6)):
+                part = for_holoviews(points[points["stage"] == stage])
+                if part.empty:
+                    continue
+                layers.append(hv.Scatter(part, xd, [yd, "run", "stage"]).opts(
+                    color="run", cmap=colours, size=3 * self.look.fontscale, fill_alpha=fill,
+                    line_color="run", alpha=0.8, colorbar=False, show_legend=False,
+                    tools=["hover"]))
         title = "Model vs observations" if layers else "Model vs observations: no matching days"
         return hv.Overlay(layers or [hv.Scatter([], xd, yd)]).opts(
             hv.opts.Overlay(title=title, responsive=True, height=300, show_legend=False,
                             fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
-    def taylor(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
-        """Taylor diagram: normalised SD (radius) and correlation (angle).
-
-        An arrow per model runs from its prior (open marker) to its posterior (filled).
-        """
+    def taylor_frame(self, site: str, variable: str, scenario: int, models: list[str]
+                     ) -> pd.DataFrame:
+        """Normalised SD, correlation and diagram coordinates per (model, stage)."""
         from dashboard.metrics import taylor_statistics
 
         data = self.series(site, variable, scenario, models)
         obs, runs = self._aligned(data)
-        all_models = self.context.model_ids()
         min_n = _min_n()
         stats = []
         for (model, stage), series in runs.items():
@@ -313,37 +360,59 @@ class SitesView(pn.viewable.Viewer):
                 angle = np.arccos(np.clip(t["r"], -1, 1))
                 stats.append({"model": model, "stage": stage, "x": sd * np.cos(angle),
                               "y": sd * np.sin(angle), "r": t["r"], "sd": sd, "n": t["n"]})
-        frame = pd.DataFrame(stats, columns=["model", "stage", "x", "y", "r", "sd", "n"])
+        return pd.DataFrame(stats, columns=["model", "stage", "x", "y", "r", "sd", "n"])
+
+    def taylor(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
+        """Taylor diagram: normalised SD (radius) and correlation (angle).
+
+        An arrow per model runs from its prior (open marker) to its posterior (filled).
+        """
+        frame = self.taylor_frame(site, variable, scenario, models)
+        all_models = self.context.model_ids()
         rmax = max(1.5, float(frame["sd"].max()) * 1.1 if not frame.empty else 1.5)
         theta = np.linspace(0, np.pi / 2, 60)
-        grid = [hv.Curve((r * np.cos(theta), r * np.sin(theta))).opts(
-            color="#bbbbbb", line_width=0.6) for r in np.arange(0.5, rmax + 0.01, 0.5)]
-        grid.append(hv.Curve((np.cos(theta), np.sin(theta))).opts(color="#888888", line_width=1.2))
-        for corr in (0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99):
-            a = np.arccos(corr)
-            grid.append(hv.Curve(([0, rmax * np.cos(a)], [0, rmax * np.sin(a)])).opts(
-                color="#dddddd", line_width=0.6))
-            grid.append(hv.Text(rmax * 1.02 * np.cos(a), rmax * 1.02 * np.sin(a), f"{corr}")
-                        .opts(text_font_size=f"{int(8 * self.look.fontscale)}pt",
-                              text_color="#888888"))
-        layers: list[hv.Element] = list(grid)
-        layers.append(hv.Scatter(([1.0], [0.0]), "x", "y", label="observations").opts(
-            color=self.look.obs_colour, marker="star", size=14 * self.look.fontscale))
+        grid = [np.column_stack([r * np.cos(theta), r * np.sin(theta)])
+                for r in np.arange(0.5, rmax + 0.01, 0.5)]
+        corrs = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
+        grid += [np.array([[0, 0], [rmax * c, rmax * np.sin(np.arccos(c))]]) for c in corrs]
+        layers: list[hv.Element] = [
+            hv.Path(grid, ["x", "y"]).opts(color="#c8c8c8", line_width=0.7),
+            hv.Curve((np.cos(theta), np.sin(theta)), "x", "y").opts(color="#888888",
+                                                                    line_width=1.2),
+            hv.Labels({"x": [rmax * 1.03 * c for c in corrs],
+                       "y": [rmax * 1.03 * np.sin(np.arccos(c)) for c in corrs],
+                       "text": [str(c) for c in corrs]}, ["x", "y"], "text").opts(
+                text_font_size=f"{int(8 * self.look.fontscale)}pt", text_color="#888888"),
+            hv.Scatter(([1.0], [0.0]), "x", "y").opts(
+                color=self.look.obs_colour, marker="star", size=14 * self.look.fontscale),
+        ]
+        segments, colours = [], []
         for model, group in frame.groupby("model"):
-            colour = model_colour(model, all_models)
             prior = group[group["stage"] == "Prior"]
             post = group[group["stage"] != "Prior"]
             if not prior.empty and not post.empty:
                 x0, y0 = prior.iloc[0][["x", "y"]]
                 x1, y1 = post.iloc[0][["x", "y"]]
-                layers.append(_arrow(x0, y0, x1, y1, colour, self.look.line_width))
-            for part, fill in ((prior, 0.0), (post, 1.0)):
-                if part.empty:
-                    continue
-                layers.append(hv.Scatter(part, "x", ["y", "model", "stage", "r", "sd", "n"],
-                                         label=model).opts(
-                    color=colour, fill_alpha=fill, line_color=colour, line_width=2,
-                    size=10 * self.look.fontscale, tools=["hover"]))
+                for seg in _arrow_segments(x0, y0, x1, y1):
+                    segments.append(seg)
+                    colours.append(model)
+        if segments:
+            cmap = {m: model_colour(m, all_models) for m in set(colours)}
+            arrows = pd.DataFrame(segments, columns=["x0", "y0", "x1", "y1"]).assign(
+                model=colours)
+            layers.append(hv.Segments(for_holoviews(arrows), ["x0", "y0", "x1", "y1"],
+                                      ["model"]).opts(
+                color="model", cmap=cmap, line_width=self.look.line_width, colorbar=False))
+        for stage, fill in (("Prior", 0.0), ("Posterior", 1.0)):
+            part = frame[(frame["stage"] == "Prior") == (stage == "Prior")]
+            if part.empty:
+                continue
+            cmap = {m: model_colour(m, all_models) for m in part["model"]}
+            layers.append(hv.Scatter(for_holoviews(part), "x",
+                                     ["y", "model", "stage", "r", "sd", "n"]).opts(
+                color="model", cmap=cmap, fill_alpha=fill, line_color="model", line_width=2,
+                size=10 * self.look.fontscale, tools=["hover"], colorbar=False,
+                show_legend=False))
         title = f"Taylor diagram ({variable}): ○ prior → ● posterior"
         if frame.empty:
             title += " — insufficient data"
@@ -354,7 +423,6 @@ class SitesView(pn.viewable.Viewer):
                             xlabel="normalised SD × cos(angle)", ylabel="normalised SD × sin",
                             fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
-    # ---------------------------------------------------------------- panes
     def site_card(self, site: str, scenario: int, models: list[str]) -> pn.viewable.Viewable:
         """Facts about the selected site and how many valid observed days each variable has."""
         if not site:
@@ -407,25 +475,34 @@ class SitesView(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"),
                    pn.Column(card, width=360), sizing_mode="stretch_width"),
+            pn.panel(pn.bind(self.colour_key, **deps), sizing_mode="stretch_width"),
             *[plot(partial(self.timeseries, variable=v), **deps) for v in SITE_VARIABLES],
             pn.Row(plot(self.seasonal_cycle, **vdeps), plot(self.scatter, **vdeps),
                    plot(self.taylor, **vdeps), sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
 
 
-def _arrow(x0: float, y0: float, x1: float, y1: float, colour: str, width: float) -> hv.Overlay:
-    """A line from (x0, y0) to (x1, y1) with a two-stroke arrowhead at the end."""
+def _epoch_ms(times: pd.Series | np.ndarray) -> np.ndarray:
+    """Dates as milliseconds since 1970 (Bokeh's datetime axis unit).
+
+    HoloViews converts datetime values of a Path one by one; plain numbers with a datetime
+    tick formatter draw the same axis two orders of magnitude faster.
+    """
+    return np.asarray(times, dtype="datetime64[ms]").astype("int64").astype("float64")
+
+
+def _arrow_segments(x0: float, y0: float, x1: float, y1: float
+                    ) -> list[tuple[float, float, float, float]]:
+    """Segments of an arrow from (x0, y0) to (x1, y1): the shaft and a two-stroke head."""
     dx, dy = x1 - x0, y1 - y0
     length = float(np.hypot(dx, dy))
-    shaft = hv.Segments([(x0, y0, x1, y1)]).opts(color=colour, line_width=width)
+    segments = [(x0, y0, x1, y1)]
     if length < 1e-9:
-        return hv.Overlay([shaft])
+        return segments
     ux, uy = dx / length, dy / length
     head = min(0.06, 0.4 * length)
-    wings = []
     for sign in (1, -1):
         cos, sin = np.cos(np.radians(25)), sign * np.sin(np.radians(25))
-        wx = -(ux * cos - uy * sin) * head
-        wy = -(ux * sin + uy * cos) * head
-        wings.append((x1, y1, x1 + wx, y1 + wy))
-    return hv.Overlay([shaft, hv.Segments(wings).opts(color=colour, line_width=width)])
+        segments.append((x1, y1, x1 - (ux * cos - uy * sin) * head,
+                         y1 - (ux * sin + uy * cos) * head))
+    return segments
