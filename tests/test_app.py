@@ -46,10 +46,10 @@ def _elements(overlay: hv.Overlay, kind: type) -> list:
 def _model_lines(overlay: hv.Overlay) -> dict[tuple[str, str], np.ndarray]:
     """(model, line_dash) → y values of every model line drawn in ``overlay``."""
     lines = {}
-    for path in _elements(overlay, hv.Path):
-        dash = path.opts.get().kwargs["line_dash"]
-        for sub in path.split():
-            lines[(str(sub.dimension_values("model")[0]), dash)] = sub.dimension_values(1)
+    for curve in _elements(overlay, hv.Curve):
+        if curve.label.endswith((" prior", " posterior")):
+            dash = curve.opts.get().kwargs["line_dash"]
+            lines[(curve.label.rsplit(" ", 1)[0], dash)] = curve.dimension_values(1)
     return lines
 
 

@@ -189,8 +189,9 @@ class SitesView(pn.viewable.Viewer):
 
         Observations carry 95 % error bars (± 1.96 σ_O). Posteriors carry their 95 % band
         (posterior uncertainty or ensemble range) when at most :data:`MAX_BANDS` models are
-        shown, so that the bands stay readable. Priors and posteriors are each drawn as one
-        multi-line glyph coloured by model (fast to update; the colour key is above the plots).
+        shown, so that the bands stay readable. Time is drawn as epoch milliseconds with a
+        datetime axis (HoloViews converts datetimes point by point in some paths); the colour
+        key above the plots replaces per-plot legends.
         """
         data = self.series(site, variable, scenario, models)
         all_models = self.context.model_ids()
@@ -208,14 +209,11 @@ class SitesView(pn.viewable.Viewer):
                                            frame["upper"]), tdim, [vdim, "upper"]).opts(
                         color=model_colour(model, all_models), alpha=0.18, line_alpha=0))
         for stage, dash, alpha in (("Prior", "dashed", 0.6), ("Posterior", "solid", 0.95)):
-            paths = [{"time": _epoch_ms(frame["time"]), variable: frame["value"].to_numpy(),
-                      "model": model}
-                     for model, frame in runs[runs["stage"] == stage].groupby("model")]
-            if paths:
-                colours = {p["model"]: model_colour(p["model"], all_models) for p in paths}
-                layers.append(hv.Path(paths, kdims=[tdim, vdim], vdims=["model"])
-                              .opts(color="model", cmap=colours, line_dash=dash, line_width=lw,
-                                    alpha=alpha, colorbar=False, show_legend=False))
+            for model, frame in runs[runs["stage"] == stage].groupby("model"):
+                layers.append(hv.Curve((_epoch_ms(frame["time"]), frame["value"]), tdim, vdim,
+                                       label=f"{model} {stage.lower()}").opts(
+                    color=model_colour(model, all_models), line_dash=dash, line_width=lw,
+                    alpha=alpha))
         obs = data.obs.dropna(subset=["value"]) if not data.obs.empty else data.obs
         if not obs.empty:
             t_obs = _epoch_ms(obs["time"])
@@ -257,19 +255,15 @@ class SitesView(pn.viewable.Viewer):
                 for key, frame in data.runs.groupby(["model", "stage"], sort=True)}
         return obs, runs
 
-    def _model_paths(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-                     kdims: list, stage: str, dash: str) -> hv.Path | None:
-        """One multi-line glyph for every model's curve of one stage, coloured by model."""
+    def _model_curves(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+                      kdims: list) -> list[hv.Curve]:
+        """One curve per (model, stage): colour by model, dashed priors, solid posteriors."""
         all_models = self.context.model_ids()
-        paths = [{kdims[0].name if isinstance(kdims[0], hv.Dimension) else kdims[0]: x,
-                  kdims[1].name: y, "model": model}
-                 for (model, st), (x, y) in curves.items() if st == stage]
-        if not paths:
-            return None
-        colours = {p["model"]: model_colour(p["model"], all_models) for p in paths}
-        return hv.Path(paths, kdims=kdims, vdims=["model"]).opts(
-            color="model", cmap=colours, line_dash=dash, line_width=self.look.line_width,
-            colorbar=False, show_legend=False, alpha=0.7 if stage == "Prior" else 1.0)
+        return [hv.Curve((x, y), *kdims, label=f"{model} {stage.lower()}").opts(
+                    color=model_colour(model, all_models), line_width=self.look.line_width,
+                    line_dash="dashed" if stage == "Prior" else "solid",
+                    alpha=0.7 if stage == "Prior" else 1.0)
+                for (model, stage), (x, y) in sorted(curves.items())]
 
     def seasonal_cycle(self, site: str, variable: str, scenario: int, models: list[str]
                        ) -> hv.Overlay:
@@ -295,10 +289,7 @@ class SitesView(pn.viewable.Viewer):
             m = mask.reindex(time=da["time"], fill_value=False) if mask is not None else None
             cycle = seasonal_cycle(da, m)
             curves[key] = (cycle["month"].values.astype(float), cycle.values)
-        for stage, dash in (("Prior", "dashed"), ("Posterior", "solid")):
-            path = self._model_paths(curves, [mdim, vdim], stage, dash)
-            if path is not None:
-                layers.append(path)
+        layers += self._model_curves(curves, [mdim, vdim])
         note = " (days with valid observations)" if mask is not None else " (all days)"
         return hv.Overlay(layers or [hv.Curve([], mdim, vdim)]).opts(
             hv.opts.Overlay(title=f"Mean seasonal cycle{note}", responsive=True, height=300,
