@@ -198,41 +198,45 @@ class SitesView(pn.viewable.Viewer):
         lw = self.look.line_width
         ylabel = f"{variable} ({data.units})" if data.units else variable
         vdim = hv.Dimension(variable, label=ylabel)
-        layers: list[hv.Element] = []
         runs = data.runs
         shown = sorted(runs["model"].unique()) if not runs.empty else []
+        frames = dict(iter(runs.groupby(["model", "stage"]))) if not runs.empty else {}
         tdim = hv.Dimension("time", label="date")
-        if 0 < len(shown) <= MAX_BANDS:
-            for model, frame in runs[runs["stage"] == "Posterior"].groupby("model"):
-                if frame["lower"].notna().any():
-                    layers.append(hv.Area((_epoch_ms(frame["time"]), frame["lower"],
-                                           frame["upper"]), tdim, [vdim, "upper"]).opts(
-                        color=model_colour(model, all_models), alpha=0.18, line_alpha=0))
+        empty = np.empty(0)
+        # A fixed structure (one layer per archive model and stage, empty when not shown) lets a
+        # DynamicMap patch the data in place instead of rebuilding the plot.
+        layers: list[hv.Element] = []
+        for model in all_models:
+            frame = frames.get((model, "Posterior"))
+            band = (frame is not None and 0 < len(shown) <= MAX_BANDS
+                    and frame["lower"].notna().any())
+            data_ = ((_epoch_ms(frame["time"]), frame["lower"].to_numpy(),
+                      frame["upper"].to_numpy()) if band else (empty, empty, empty))
+            layers.append(hv.Area(data_, tdim, [vdim, "upper"]).opts(
+                color=model_colour(model, all_models), alpha=0.18, line_alpha=0))
         for stage, dash, alpha in (("Prior", "dashed", 0.6), ("Posterior", "solid", 0.95)):
-            for model, frame in runs[runs["stage"] == stage].groupby("model"):
-                layers.append(hv.Curve((_epoch_ms(frame["time"]), frame["value"]), tdim, vdim,
-                                       label=f"{model} {stage.lower()}").opts(
+            for model in all_models:
+                frame = frames.get((model, stage))
+                data_ = ((_epoch_ms(frame["time"]), frame["value"].to_numpy())
+                         if frame is not None else (empty, empty))
+                layers.append(hv.Curve(data_, tdim, vdim, label=f"{model} {stage.lower()}").opts(
                     color=model_colour(model, all_models), line_dash=dash, line_width=lw,
                     alpha=alpha))
         obs = data.obs.dropna(subset=["value"]) if not data.obs.empty else data.obs
-        if not obs.empty:
-            t_obs = _epoch_ms(obs["time"])
-            if obs["unc"].notna().any():
-                layers.append(hv.ErrorBars((t_obs, obs["value"], 1.96 * obs["unc"]),
-                                           tdim, [vdim, "err"]).opts(
-                    color=self.look.obs_colour, alpha=0.35, line_width=1))
-            layers.append(hv.Scatter((t_obs, obs["value"]), tdim, vdim,
-                                     label="observations").opts(
-                color=self.look.obs_colour, size=3 * self.look.fontscale, tools=["hover"],
-                hover_tooltips=[("date", "@time{%F}"), (variable, f"@{{{variable}}}")],
-                hover_formatters={"@time": "datetime"}))
-        if not layers:
-            layers.append(hv.Curve([], tdim, vdim))
+        t_obs = _epoch_ms(obs["time"]) if not obs.empty else empty
+        values = obs["value"].to_numpy() if not obs.empty else empty
+        err = 1.96 * obs["unc"].to_numpy() if not obs.empty else empty
+        layers.append(hv.ErrorBars((t_obs, values, err), tdim, [vdim, "err"]).opts(
+            color=self.look.obs_colour, alpha=0.35, line_width=1))
+        layers.append(hv.Scatter((t_obs, values), tdim, vdim, label="observations").opts(
+            color=self.look.obs_colour, size=3 * self.look.fontscale, tools=["hover"],
+            hover_tooltips=[("date", "@time{%F}"), (variable, f"@{{{variable}}}")],
+            hover_formatters={"@time": "datetime"}))
         n_note = (f" — {data.n_obs_valid} valid observed days of {data.n_days}"
                   if data.n_days else " — no observations")
         return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=f"{site} {variable}{n_note}", responsive=True, height=230,
-                            show_legend=False, fontscale=self.look.fontscale,
+                            show_legend=False, fontscale=self.look.fontscale, framewise=True,
                             bgcolor=self.look.bg, xlabel="", tools=["xwheel_zoom"],
                             xformatter=DatetimeTickFormatter()))
 
@@ -257,13 +261,19 @@ class SitesView(pn.viewable.Viewer):
 
     def _model_curves(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
                       kdims: list) -> list[hv.Curve]:
-        """One curve per (model, stage): colour by model, dashed priors, solid posteriors."""
+        """One curve per archive model and stage, empty when absent.
+
+        Colour by model, dashed priors, solid posteriors: a fixed structure that DynamicMaps
+        can update in place.
+        """
         all_models = self.context.model_ids()
-        return [hv.Curve((x, y), *kdims, label=f"{model} {stage.lower()}").opts(
+        empty = (np.empty(0), np.empty(0))
+        return [hv.Curve(curves.get((model, stage), empty), *kdims,
+                         label=f"{model} {stage.lower()}").opts(
                     color=model_colour(model, all_models), line_width=self.look.line_width,
                     line_dash="dashed" if stage == "Prior" else "solid",
                     alpha=0.7 if stage == "Prior" else 1.0)
-                for (model, stage), (x, y) in sorted(curves.items())]
+                for stage in ("Prior", "Posterior") for model in all_models]
 
     def seasonal_cycle(self, site: str, variable: str, scenario: int, models: list[str]
                        ) -> hv.Overlay:
@@ -276,13 +286,14 @@ class SitesView(pn.viewable.Viewer):
         mdim = hv.Dimension("month")
         layers = []
         mask = None
+        obs_cycle = (np.empty(0), np.empty(0))
         if not obs.empty and obs.notna().sum() > 0:
             obs_da = obs.to_xarray()
             mask = obs_da.notnull()
             cycle = seasonal_cycle(obs_da, mask)
-            layers.append(hv.Curve((cycle["month"].values, cycle.values), mdim, vdim,
-                                   label="observations").opts(
-                color=self.look.obs_colour, line_width=self.look.line_width + 1.5))
+            obs_cycle = (cycle["month"].values.astype(float), cycle.values)
+        layers.append(hv.Curve(obs_cycle, mdim, vdim, label="observations").opts(
+            color=self.look.obs_colour, line_width=self.look.line_width + 1.5))
         curves = {}
         for key, series in runs.items():
             da = series.to_xarray()
@@ -291,8 +302,9 @@ class SitesView(pn.viewable.Viewer):
             curves[key] = (cycle["month"].values.astype(float), cycle.values)
         layers += self._model_curves(curves, [mdim, vdim])
         note = " (days with valid observations)" if mask is not None else " (all days)"
-        return hv.Overlay(layers or [hv.Curve([], mdim, vdim)]).opts(
+        return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=f"Mean seasonal cycle{note}", responsive=True, height=300,
+                            framewise=True,
                             show_legend=False, xticks=list(range(1, 13)),
                             fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
@@ -306,32 +318,31 @@ class SitesView(pn.viewable.Viewer):
         all_models = self.context.model_ids()
         xd = hv.Dimension("obs", label=f"observed {variable} ({data.units})")
         yd = hv.Dimension("model", label=f"modelled {variable} ({data.units})")
-        frames = []
+        empty = np.empty(0)
+        layers: list[hv.Element] = []
+        lo, hi = np.inf, -np.inf
+        points = {}
         for (model, stage), series in runs.items():
             joined = pd.concat([obs.rename("obs"), series.rename("model")], axis=1,
                                join="inner").dropna()
             if not joined.empty:
-                frames.append(joined.assign(run=model, stage=stage))
-        layers: list[hv.Element] = []
-        if frames:
-            points = pd.concat(frames, ignore_index=True)
-            lo = float(min(points["obs"].min(), points["model"].min()))
-            hi = float(max(points["obs"].max(), points["model"].max()))
-            layers.append(hv.Curve(([lo, hi], [lo, hi]), xd, yd).opts(
-                color="grey", line_dash="dotted"))
-            colours = {m: model_colour(m, all_models) for m in points["run"].unique()}
-            for stage, fill in (("Prior", 0.0), ("Posterior", 0.6)):
-                part = for_holoviews(points[points["stage"] == stage])
-                if part.empty:
-                    continue
-                layers.append(hv.Scatter(part, xd, [yd, "run", "stage"]).opts(
-                    color="run", cmap=colours, size=3 * self.look.fontscale, fill_alpha=fill,
-                    line_color="run", alpha=0.8, colorbar=False, show_legend=False,
-                    tools=["hover"]))
-        title = "Model vs observations" if layers else "Model vs observations: no matching days"
-        return hv.Overlay(layers or [hv.Scatter([], xd, yd)]).opts(
+                points[(model, stage)] = (joined["obs"].to_numpy(), joined["model"].to_numpy())
+                lo = min(lo, float(joined.min().min()))
+                hi = max(hi, float(joined.max().max()))
+        line = ([lo, hi], [lo, hi]) if np.isfinite(lo) else (empty, empty)
+        layers.append(hv.Curve(line, xd, yd).opts(color="grey", line_dash="dotted"))
+        for stage, fill in (("Prior", 0.0), ("Posterior", 0.6)):
+            for model in all_models:
+                colour = model_colour(model, all_models)
+                layers.append(hv.Scatter(points.get((model, stage), (empty, empty)), xd, yd,
+                                         label=f"{model} {stage.lower()}").opts(
+                    color=colour, line_color=colour, size=3 * self.look.fontscale,
+                    fill_alpha=fill, alpha=0.8))
+        title = ("Model vs observations" if points
+                 else "Model vs observations: no matching days")
+        return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=title, responsive=True, height=300, show_legend=False,
-                            fontscale=self.look.fontscale, bgcolor=self.look.bg))
+                            framewise=True, fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
     def taylor_frame(self, site: str, variable: str, scenario: int, models: list[str]
                      ) -> pd.DataFrame:
@@ -361,6 +372,7 @@ class SitesView(pn.viewable.Viewer):
         frame = self.taylor_frame(site, variable, scenario, models)
         all_models = self.context.model_ids()
         rmax = max(1.5, float(frame["sd"].max()) * 1.1 if not frame.empty else 1.5)
+        rmax = 2.0 if rmax <= 2.0 else float(np.ceil(rmax))  # stable axes while browsing
         theta = np.linspace(0, np.pi / 2, 60)
         grid = [np.column_stack([r * np.cos(theta), r * np.sin(theta)])
                 for r in np.arange(0.5, rmax + 0.01, 0.5)]
@@ -377,33 +389,26 @@ class SitesView(pn.viewable.Viewer):
             hv.Scatter(([1.0], [0.0]), "x", "y").opts(
                 color=self.look.obs_colour, marker="star", size=14 * self.look.fontscale),
         ]
-        segments, colours = [], []
-        for model, group in frame.groupby("model"):
+        empty = np.empty(0)
+        for model in all_models:
+            colour = model_colour(model, all_models)
+            group = frame[frame["model"] == model]
             prior = group[group["stage"] == "Prior"]
             post = group[group["stage"] != "Prior"]
+            segments = []
             if not prior.empty and not post.empty:
                 x0, y0 = prior.iloc[0][["x", "y"]]
                 x1, y1 = post.iloc[0][["x", "y"]]
-                for seg in _arrow_segments(x0, y0, x1, y1):
-                    segments.append(seg)
-                    colours.append(model)
-        if segments:
-            cmap = {m: model_colour(m, all_models) for m in set(colours)}
-            arrows = pd.DataFrame(segments, columns=["x0", "y0", "x1", "y1"]).assign(
-                model=colours)
-            layers.append(hv.Segments(for_holoviews(arrows), ["x0", "y0", "x1", "y1"],
-                                      ["model"]).opts(
-                color="model", cmap=cmap, line_width=self.look.line_width, colorbar=False))
-        for stage, fill in (("Prior", 0.0), ("Posterior", 1.0)):
-            part = frame[(frame["stage"] == "Prior") == (stage == "Prior")]
-            if part.empty:
-                continue
-            cmap = {m: model_colour(m, all_models) for m in part["model"]}
-            layers.append(hv.Scatter(for_holoviews(part), "x",
-                                     ["y", "model", "stage", "r", "sd", "n"]).opts(
-                color="model", cmap=cmap, fill_alpha=fill, line_color="model", line_width=2,
-                size=10 * self.look.fontscale, tools=["hover"], colorbar=False,
-                show_legend=False))
+                segments = _arrow_segments(x0, y0, x1, y1)
+            layers.append(hv.Segments(segments, ["x0", "y0", "x1", "y1"]).opts(
+                color=colour, line_width=self.look.line_width))
+            for part, fill in ((prior, 0.0), (post, 1.0)):
+                data_ = (part["x"].to_numpy(), part["y"].to_numpy(), part["r"].to_numpy(),
+                         part["sd"].to_numpy(), part["n"].to_numpy()) if not part.empty else (
+                    empty, empty, empty, empty, empty)
+                layers.append(hv.Scatter(data_, "x", ["y", "r", "sd", "n"], label=model).opts(
+                    color=colour, fill_alpha=fill, line_color=colour, line_width=2,
+                    size=10 * self.look.fontscale, tools=["hover"]))
         title = f"Taylor diagram ({variable}): ○ prior → ● posterior"
         if frame.empty:
             title += " — insufficient data"
@@ -455,10 +460,11 @@ class SitesView(pn.viewable.Viewer):
         vdeps = {**deps, "variable": s.param.variable}
 
         def plot(method, **kwargs):
-            # Each plot fills the width of its column; loading shows while it is rebuilt.
-            return pn.panel(pn.bind(lambda **kw: pn.pane.HoloViews(
-                method(**kw), sizing_mode="stretch_width"), **kwargs),
-                loading_indicator=True, sizing_mode="stretch_width")
+            # A DynamicMap of a fixed-structure overlay: a new selection patches the data of
+            # the existing Bokeh plot (fast) instead of replacing the plot. The header's busy
+            # indicator spins while the server works.
+            return pn.pane.HoloViews(hv.DynamicMap(pn.bind(method, **kwargs)),
+                                     sizing_mode="stretch_width")
 
         map_pane = pn.pane.HoloViews(self.site_map(), sizing_mode="stretch_width",
                                      min_height=320, name="site-map")
