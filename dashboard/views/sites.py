@@ -236,7 +236,7 @@ class SitesView(pn.viewable.Viewer):
                   if data.n_days else " — no observations")
         return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=f"{site} {variable}{n_note}", responsive=True, height=230,
-                            show_legend=False, fontscale=self.look.fontscale, framewise=True,
+                            show_legend=False, fontscale=self.look.fontscale,
                             bgcolor=self.look.bg, xlabel="", tools=["xwheel_zoom"],
                             xformatter=DatetimeTickFormatter()))
 
@@ -304,7 +304,6 @@ class SitesView(pn.viewable.Viewer):
         note = " (days with valid observations)" if mask is not None else " (all days)"
         return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=f"Mean seasonal cycle{note}", responsive=True, height=300,
-                            framewise=True,
                             show_legend=False, xticks=list(range(1, 13)),
                             fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
@@ -342,7 +341,7 @@ class SitesView(pn.viewable.Viewer):
                  else "Model vs observations: no matching days")
         return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=title, responsive=True, height=300, show_legend=False,
-                            framewise=True, fontscale=self.look.fontscale, bgcolor=self.look.bg))
+                            fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
     def taylor_frame(self, site: str, variable: str, scenario: int, models: list[str]
                      ) -> pd.DataFrame:
@@ -460,11 +459,12 @@ class SitesView(pn.viewable.Viewer):
         vdeps = {**deps, "variable": s.param.variable}
 
         def plot(method, **kwargs):
-            # A DynamicMap of a fixed-structure overlay: a new selection patches the data of
-            # the existing Bokeh plot (fast) instead of replacing the plot. The header's busy
-            # indicator spins while the server works.
-            return pn.pane.HoloViews(hv.DynamicMap(pn.bind(method, **kwargs)),
-                                     sizing_mode="stretch_width")
+            # Each plot is rebuilt for a new selection (axes fit the new data) and shows a
+            # loading indicator meanwhile. DynamicMaps updating in place were tried: with
+            # per-frame ranges the browser never settled, without them the axes went stale.
+            return pn.panel(pn.bind(lambda **kw: pn.pane.HoloViews(
+                method(**kw), sizing_mode="stretch_width"), **kwargs),
+                loading_indicator=True, sizing_mode="stretch_width")
 
         map_pane = pn.pane.HoloViews(self.site_map(), sizing_mode="stretch_width",
                                      min_height=320, name="site-map")
