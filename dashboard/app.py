@@ -115,7 +115,9 @@ def create_app(data_root: str, *, theme: str | None = None,
     if not selection.site and context.archive.sites():
         obs_sites = [s for s in context.archive.sites()
                      if context.archive.observation_path(s) is not None]
-        selection.site = (obs_sites or context.archive.sites())[0]
+        candidates = obs_sites or context.archive.sites()
+        # DK-Sor is the protocol's test site (Phase 1a); else the first site with observations.
+        selection.site = "DK-Sor" if "DK-Sor" in candidates else candidates[0]
 
     views = {
         "overview": OverviewView(selection=selection, context=context, look=look),
