@@ -18,6 +18,7 @@ import xarray as xr
 
 from loaders.catalog import build_catalog
 from loaders.readers import (
+    _READ_LOCK,
     CalLMIPFileError,
     open_observations,
     open_site_run,
@@ -26,8 +27,6 @@ from loaders.readers import (
 
 #: How many opened site runs / observation files one process keeps in memory (about 1 MB each).
 CACHE_SIZE = 512
-
-_READ_LOCK = threading.RLock()
 
 
 @lru_cache(maxsize=CACHE_SIZE)

@@ -575,18 +575,23 @@ def _base_name(name: str) -> str:
     return name
 
 
-def _check_site_dims(raw: Any, report: CheckReport) -> None:
+def _check_variable_dims(ds: Any, report: CheckReport, expectation: str) -> None:
+    """One ``dims`` error per set of model variables not laid out as (time, lat, lon)."""
     wrong: dict[tuple[str, ...], list[str]] = {}
-    for name in _model_variables(raw):
-        dims = tuple(str(d) for d in raw[name].dims)
-        rest, ens, well_placed = _spatial_dims(dims)
+    for name in _model_variables(ds):
+        dims = tuple(str(d) for d in ds[name].dims)
+        rest, _ens, well_placed = _spatial_dims(dims)
         if rest != ("time", "lat", "lon") or not well_placed:
             wrong.setdefault(dims, []).append(name)
     for dims, names in wrong.items():
         report.error("dims", f"{_plural('variable', names)} {', '.join(names)} "
                              f"{'has' if len(names) == 1 else 'have'} dims ({', '.join(dims)}); "
-                             "protocol v2 §6.2 asks for (time, lat, lon) (an ensemble dimension "
-                             "may come first or last)")
+                             f"{expectation}")
+
+
+def _check_site_dims(raw: Any, report: CheckReport) -> None:
+    _check_variable_dims(raw, report, "protocol v2 §6.2 asks for (time, lat, lon) (an ensemble "
+                                      "dimension may come first or last)")
     for dim in ("lat", "lon"):
         if dim in raw.sizes and raw.sizes[dim] != 1:
             report.error("dims", f"dimension {dim} has size {raw.sizes[dim]}; a site file has "
@@ -979,16 +984,7 @@ def _check_global_run(path: str, parsed: ParsedName, raw: Any, report: CheckRepo
     elif ds.sizes["lat"] * ds.sizes["lon"] <= 1:
         report.error("dims", f"a global run has more than one grid cell; this one has "
                              f"lat={ds.sizes['lat']}, lon={ds.sizes['lon']}")
-    wrong: dict[tuple[str, ...], list[str]] = {}
-    for name in _model_variables(ds):
-        dims = tuple(str(d) for d in ds[name].dims)
-        rest, _ens, well_placed = _spatial_dims(dims)
-        if rest != ("time", "lat", "lon") or not well_placed:
-            wrong.setdefault(dims, []).append(name)
-    for dims, names in wrong.items():
-        report.error("dims", f"{_plural('variable', names)} {', '.join(names)} "
-                             f"{'has' if len(names) == 1 else 'have'} dims ({', '.join(dims)}); "
-                             "expected (time, lat, lon)")
+    _check_variable_dims(ds, report, "expected (time, lat, lon)")
     _check_variables(ds, report, required=False, data=False)
     if "time" not in ds.variables:
         report.error("time_missing", "the file has no time variable")

@@ -355,13 +355,6 @@ def _mask_fill(da: xr.DataArray) -> xr.DataArray:
     return da
 
 
-def _uncertainty_name(ds: xr.Dataset, var: str) -> str | None:
-    for suffix in UNCERTAINTY_SUFFIXES:
-        if f"{var}{suffix}" in ds.data_vars:
-            return f"{var}{suffix}"
-    return None
-
-
 def _squeeze_site(ds: xr.Dataset, path: str) -> tuple[xr.Dataset, float | None, float | None]:
     lat = lon = None
     scalars = ds.attrs.pop("_scalar_lat_lon", {})

@@ -166,15 +166,18 @@ class OverviewView(pn.viewable.Viewer):
         out["generalisation gap (Cal − Val)"] = out.iloc[:, 0] - out.iloc[:, 2]
         return out.round(3).reset_index()
 
+    def summary_pane(self, scenario: int, variable: str) -> pn.viewable.Viewable:
+        """The generalisation-gap table, or a note when there is nothing to summarise."""
+        frame = self.summary_frame(scenario, variable)
+        if frame.empty:
+            return safe_message("No calibration/validation summary for this selection.", "info")
+        return pn.pane.DataFrame(frame, index=False, escape=True, sizing_mode="stretch_width")
+
     def __panel__(self) -> pn.viewable.Viewable:
         s = self.selection
         self.context.tables()  # opening every file records the broken ones
-        summary = pn.bind(
-            lambda scenario, variable: pn.pane.DataFrame(
-                self.summary_frame(scenario, variable), index=False, escape=True,
-                sizing_mode="stretch_width") if not self.summary_frame(scenario, variable).empty
-            else safe_message("No calibration/validation summary for this selection.", "info"),
-            scenario=s.param.scenario, variable=s.param.variable)
+        summary = pn.bind(self.summary_pane, scenario=s.param.scenario,
+                          variable=s.param.variable)
         broken = self.context.broken_files()
         broken_pane = (safe_message("All catalogued files were read.", "success")
                        if broken.empty else pn.Column(
