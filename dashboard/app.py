@@ -19,6 +19,10 @@ from dashboard.views.sites import SitesView
 from dashboard.views.style import Look, safe_message
 
 hv.extension("bokeh", logo=False)
+# Canvas, not WebGL: without a GPU (software WebGL, as in VMs and headless browsers) Bokeh's
+# per-paint copy of the WebGL canvas took ~40 s per site switch; daily series are small enough
+# for canvas, and the global view sends datashaded images.
+hv.renderer("bokeh").webgl = False
 
 VIEW_LABELS = {"overview": "Overview", "sites": "Sites", "parameters": "Parameters",
                "global": "Global", "check": "Check my files"}

@@ -84,6 +84,47 @@ class ArchiveContext:
                 self._series.popitem(last=False)
         return value
 
+    def clear_series(self) -> None:
+        """Forget the per-site series (the files stay in the archive's cache)."""
+        with self._series_lock:
+            self._series.clear()
+
+    def prefetch(self, stop: threading.Event | None = None) -> int:
+        """Read every site's observations and runs into the process cache, site by site.
+
+        A first visit to a site then costs no file reads. Skipped (returns 0) when the files
+        would not fit in the archive's cache, where reading them all would only evict each
+        other. Reads take the archive's read lock one file at a time, so sessions interleave.
+
+        Parameters
+        ----------
+        stop : threading.Event, optional
+            Set it to stop early (the server's shutdown).
+
+        Returns
+        -------
+        int
+            Number of files read.
+        """
+        from loaders.archive import CACHE_SIZE
+
+        runs = self.archive.site_runs
+        sites = [s for s in self.archive.sites()
+                 if self.archive.observation_path(s) is not None]
+        if len(runs) + len(sites) > CACHE_SIZE:
+            return 0
+        if "DK-Sor" in sites:  # the app opens on DK-Sor
+            sites.insert(0, sites.pop(sites.index("DK-Sor")))
+        ordered = sites + [s for s in self.archive.sites() if s not in sites]
+        count = 0
+        for site in ordered:
+            if stop is not None and stop.is_set():
+                break
+            count += self.archive.open_observations(site) is not None
+            for path in runs.loc[runs["site"] == site, "path"]:
+                count += self.archive.open_run(path) is not None
+        return count
+
     def model_ids(self) -> list[str]:
         """Model identifiers with at least one site run."""
         return self.archive.model_ids()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 
@@ -90,6 +91,9 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     print(f"Reading {root}: {len(context.archive.catalog)} files; computing metric tables …",
           file=sys.stderr)
     context.tables()
+    # Read every site's files in the background (one at a time, under the read lock) so that
+    # a first visit to a site does not wait for them; sessions are served meanwhile.
+    threading.Thread(target=context.prefetch, name="callmip-prefetch", daemon=True).start()
     if warm:
         from dashboard.app import create_app
 

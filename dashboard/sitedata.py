@@ -6,6 +6,7 @@ Pure pandas/xarray (no Panel): the views only draw what these functions return.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,43 @@ class SiteSeries:
     n_obs_valid: int = 0
     n_days: int = 0
     problems: list[str] = field(default_factory=list)
+
+    @cached_property
+    def on_obs_days(self) -> ObsAligned:
+        """Every run's values on the observation record's days (computed once per series)."""
+        times = pd.DatetimeIndex(self.obs["time"]) if not self.obs.empty else pd.DatetimeIndex([])
+        obs = self.obs["value"].to_numpy(dtype="float64") if not self.obs.empty else np.empty(0)
+        runs: dict[tuple[str, str], np.ndarray] = {}
+        if not self.runs.empty and len(times):
+            for key, frame in self.runs.groupby(["model", "stage"], sort=True):
+                position = times.get_indexer(pd.DatetimeIndex(frame["time"]))
+                found = position >= 0
+                values = np.full(len(times), np.nan)
+                values[position[found]] = frame["value"].to_numpy(dtype="float64")[found]
+                runs[(str(key[0]), str(key[1]))] = values
+        return ObsAligned(time=times.values, month=np.asarray(times.month), obs=obs, runs=runs)
+
+
+@dataclass(frozen=True)
+class ObsAligned:
+    """Observations and runs on the same days: the observation record's.
+
+    Attributes
+    ----------
+    time : numpy.ndarray of datetime64
+        The observation days.
+    month : numpy.ndarray of int
+        Their calendar months.
+    obs : numpy.ndarray
+        Observed values (NaN: missing).
+    runs : dict
+        ``(model, stage)`` → the run's values on those days (NaN where the run has none).
+    """
+
+    time: np.ndarray
+    month: np.ndarray
+    obs: np.ndarray
+    runs: dict[tuple[str, str], np.ndarray]
 
 
 def _band(ds: xr.Dataset, variable: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

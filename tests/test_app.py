@@ -9,6 +9,7 @@ from pathlib import Path
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import pytest
 from bokeh.document import Document
@@ -68,11 +69,14 @@ def test_timeseries_follow_the_selected_site(context):
     values = real["NEE"].values
     np.testing.assert_allclose(np.sort(obs[0].dimension_values(1)),
                                np.sort(values[np.isfinite(values)]))
-    bars = _elements(overlay, hv.ErrorBars)[0]
-    unc = real["NEE_unc"].values[np.isfinite(values)]
-    np.testing.assert_allclose(np.sort(bars.dimension_values(2)), np.sort(1.96 * unc))
+    # The observation band spans ± 1.96 σ around each observed value.
+    band = [a for a in _elements(overlay, hv.Area) if a.label == "observation uncertainty"][0]
+    unc = real["NEE_unc"].values
+    np.testing.assert_allclose(band.dimension_values(1), values - 1.96 * unc)
+    np.testing.assert_allclose(band.dimension_values(2), values + 1.96 * unc)
     # Two models shown: each posterior has its 95 % band (posterior files carry nep_post_unc).
-    assert len([a for a in _elements(overlay, hv.Area) if len(a)]) == 2
+    assert len([a for a in _elements(overlay, hv.Area)
+                if a.label == "posterior band" and len(a)]) == 2
     other = view.timeseries(VAL_SITE, "NEE", 1, ["ALPHA.v1"])
     assert set(_model_lines(other)) == {("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid")}
     assert VAL_SITE in other.opts.get().kwargs["title"]
@@ -89,8 +93,7 @@ def test_model_nee_has_the_observed_sign_convention(context):
 
 def test_sparse_site_says_how_few_days(context):
     view = SitesView(selection=Selection(site=SPARSE_SITE), context=context)
-    card = view.site_card(SPARSE_SITE, 1, [])
-    text = " ".join(str(getattr(p, "object", "")) for p in card.objects)
+    text = view.site_card(SPARSE_SITE, 1, [])
     n_valid = int(np.isfinite(context.archive.open_observations(SPARSE_SITE)["NEE"]).sum())
     assert f"{n_valid} valid days" in text
     assert "insufficient" in text
@@ -139,11 +142,65 @@ def test_diagrams_follow_variable(context):
     assert row["r"] == pytest.approx(np.corrcoef(both.T)[0, 1])
     assert row["sd"] == pytest.approx(both[:, 1].std() / both[:, 0].std())
     taylor = view.taylor(CAL_SITE, "Qle", 1, [])
-    arrows = [len(s) for s in _elements(taylor, hv.Segments)]
-    assert sorted(arrows) == [0, 3, 3]  # shaft + two-stroke head per model (GAMMA unreadable)
+    (arrows,) = _elements(taylor, hv.Segments)
+    models = context.model_ids()
+    codes = arrows.dimension_values("model_code")
+    # shaft + two-stroke head per model with both stages (GAMMA is unreadable)
+    assert sorted(models[int(c)] for c in codes) == ["ALPHA.v1"] * 3 + ["BETA-X.v2.1"] * 3
+    # Each arrow ends at the model's posterior point.
+    post = taylor_frame[taylor_frame["stage"] == "Posterior"].set_index("model")
+    shaft = arrows.iloc[0]
+    start_model = models[int(shaft.dimension_values("model_code")[0])]
+    assert shaft.dimension_values("x1")[0] == pytest.approx(post.loc[start_model, "x"])
     scatter = view.scatter(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
-    drawn = {s.label for s in _elements(scatter, hv.Scatter) if len(s)}
-    assert drawn == {"ALPHA.v1 prior", "ALPHA.v1 posterior"}
+    drawn = {s.label: {models[int(c)] for c in s.dimension_values("model_code")}
+             for s in _elements(scatter, hv.Scatter) if len(s)}
+    assert drawn == {"prior": {"ALPHA.v1"}, "posterior": {"ALPHA.v1"}}
+    # Every point pairs an observed day with the model's value on that day.
+    points = [s for s in _elements(scatter, hv.Scatter) if s.label == "prior"][0]
+    obs = context.archive.open_observations(CAL_SITE)["NEE"].to_series()
+    run = context.archive.open_run(context.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
+    both = pd.concat([obs, run["NEE"].to_series()], axis=1, join="inner").dropna()
+    np.testing.assert_allclose(np.sort(points.dimension_values("obs")), np.sort(both.iloc[:, 0]))
+
+
+def _figures(root) -> dict[str, object]:
+    """Bokeh figures of a rendered view by the start of their title."""
+    from bokeh.models import Plot
+
+    return {p.title.text.split(" —")[0].split(":")[0]: p for p in root.select({"type": Plot})
+            if p.title is not None and p.title.text}
+
+
+def test_selection_updates_the_rendered_plots_in_place(context):
+    selection = Selection(site=CAL_SITE)
+    view = SitesView(selection=selection, context=context)
+    doc = Document()
+    root = pn.panel(view).get_root(doc, comm=Comm())
+    before = _figures(root)
+    nee = before[f"{CAL_SITE} NEE"]
+    taylor = before["Taylor diagram (NEE)"]
+    # Diagrams have axes of their own: not the map's, nor the time series' (HoloViews links
+    # axes of the same dimension name across plots by default).
+    assert taylor.x_range is not before["Sites"].x_range
+    assert before["Mean seasonal cycle (observed days)"].y_range is not nee.y_range
+    # The three time series share their time axis.
+    assert before[f"{CAL_SITE} Qle"].x_range is nee.x_range
+    old_x = nee.renderers[-1].data_source.data["time"].copy()
+
+    selection.site = VAL_SITE
+    after = _figures(root)
+    assert f"{VAL_SITE} NEE" in after and f"{CAL_SITE} NEE" not in after
+    assert after[f"{VAL_SITE} NEE"] is nee  # the same Bokeh figure, patched in place
+    new_x = nee.renderers[-1].data_source.data["time"]
+    assert not np.array_equal(old_x, new_x)
+    card = view._card.object
+    assert VAL_SITE in card and CAL_SITE not in card
+
+    selection.variable = "Qh"
+    after = _figures(root)
+    assert "Taylor diagram (Qh)" in after and after["Taylor diagram (Qh)"] is taylor
+    assert f"{VAL_SITE} NEE" in after  # the time series keep their variables
 
 
 def test_overview_coverage_marks_broken_and_scorecard_click_opens_site(context):

@@ -1,5 +1,6 @@
 """Numbers behind diagrams: mean seasonal cycles and Taylor-diagram statistics.
 
+* :func:`monthly_means` — the same on plain numpy arrays (the site view's fast path).
 * :func:`seasonal_cycle` — mean by calendar month (1–12) of the valid values, with the number of
   values behind each month as a coordinate ``n`` (0 and NaN for a month with no data).
 * :func:`taylor_statistics` — for a model against observations on the days both are valid:
@@ -19,6 +20,34 @@ import xarray as xr
 from dashboard.metrics.common import DEFAULT_MIN_N, prepare, wrap_result
 
 MONTHS = np.arange(1, 13)
+
+
+def monthly_means(values: np.ndarray, month: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and count of the finite values of each calendar month, in plain numpy.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(..., time)``; NaN marks a missing day.
+    month : numpy.ndarray of int
+        Calendar month (1–12) of each day, ``(time,)``.
+
+    Returns
+    -------
+    means, counts : numpy.ndarray
+        ``(..., 12)`` for January to December; the mean is NaN where the count is 0.
+    """
+    values = np.asarray(values, dtype="float64")
+    sums = np.empty(values.shape[:-1] + (12,))
+    counts = np.zeros(values.shape[:-1] + (12,), dtype="int64")
+    for i, m in enumerate(MONTHS):
+        chunk = values[..., month == m]
+        valid = np.isfinite(chunk)
+        counts[..., i] = valid.sum(-1)
+        sums[..., i] = np.where(valid, chunk, 0.0).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
+    return means, counts
 
 
 def seasonal_cycle(da: xr.DataArray, mask: xr.DataArray | None = None) -> xr.DataArray:
@@ -43,11 +72,16 @@ def seasonal_cycle(da: xr.DataArray, mask: xr.DataArray | None = None) -> xr.Dat
     if mask is not None:
         keep = mask.astype(bool).reindex(time=da["time"], fill_value=False)
         da = da.where(keep)
-    month = da["time"].dt.month.rename("month")
-    grouped = da.groupby(month)
-    mean = grouped.mean("time", skipna=True, keep_attrs=True).reindex(month=MONTHS)
-    count = grouped.count("time").reindex(month=MONTHS, fill_value=0)
-    out = mean.assign_coords(n=count.transpose(*mean.dims))
+    month = np.asarray(da["time"].dt.month.values)
+    others = [d for d in da.dims if d != "time"]
+    values = np.asarray(da.transpose(*others, "time").values, dtype="float64")
+    means, counts = monthly_means(values, month)
+    dims = [*others, "month"]
+    coords = {d: da[d] for d in others if d in da.coords}
+    coords["month"] = MONTHS
+    order = ["month" if d == "time" else d for d in da.dims]
+    out = xr.DataArray(means, dims=dims, coords=coords, name=da.name).transpose(*order)
+    out = out.assign_coords(n=xr.DataArray(counts, dims=dims).transpose(*order))
     out.attrs = dict(da.attrs)
     return out
 

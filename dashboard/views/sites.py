@@ -8,13 +8,12 @@ tests can inspect the HoloViews objects without a browser.
 
 from __future__ import annotations
 
-from functools import partial
-
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
+import xarray as xr
 from bokeh.models import DatetimeTickFormatter
 
 from dashboard.context import ArchiveContext
@@ -27,7 +26,6 @@ from dashboard.views.style import (
     escape,
     for_holoviews,
     model_colour,
-    safe_message,
 )
 
 #: Metrics whose map colours diverge around 0 (reductions).
@@ -54,12 +52,85 @@ class SitesView(pn.viewable.Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._points_dmap = hv.DynamicMap(pn.bind(
-            self.site_points, metric=self.selection.param.metric,
-            variable=self.selection.param.variable, scenario=self.selection.param.scenario,
-            stage=self.selection.param.stage, models=self.selection.param.models))
+        s = self.selection
+        # The plots follow the selection through three streams that one watcher updates
+        # together (see _on_selection), rather than each plot watching the selection.
+        self._site_stream = _SiteStream(site=s.site, scenario=s.scenario, models=list(s.models))
+        self._variable_stream = _VariableStream(variable=s.variable)
+        self._map_stream = _MapStream(metric=s.metric, variable=s.variable, scenario=s.scenario,
+                                      stage=s.stage, models=list(s.models))
+        s.param.watch(self._on_selection, ["site", "variable", "scenario", "models", "stage",
+                                           "metric"])
+        self._points_dmap = hv.DynamicMap(self.site_points, streams=[self._map_stream])
         self._tap = hv.streams.Selection1D(source=self._points_dmap)
         self._tap.param.watch(self._on_tap, "index")
+        self._styled: dict[str, hv.Element] = {}
+        # Fixed-size HTML panes whose text is replaced in place (in _on_selection, with the
+        # plots): a new selection then changes no layout.
+        self._card = pn.pane.HTML("", width=360, height=320, styles={"overflow-y": "auto"})
+        self._key = pn.pane.HTML("", sizing_mode="stretch_width", height=60,
+                                 stylesheets=[".key{white-space:nowrap;margin-right:1em}"])
+
+    def _on_selection(self, *events: param.parameterized.Event) -> None:
+        """Update every plot that depends on the changed selection, as one document change.
+
+        Each HoloViews plot update ends with Bokeh re-walking the whole document's model graph
+        (~50 ms for this page) and is sent as its own message, which the browser lays out and
+        paints separately. Holding the document with the model graph frozen while all streams
+        fire makes it one walk, one message and one paint. The site card and colour key change
+        in the same message.
+        """
+        s = self.selection
+        names = {e.name for e in events}
+        updates: list[tuple[hv.streams.Stream, dict]] = []
+        site_changed = bool(names & {"site", "scenario", "models"})
+        if site_changed:
+            updates.append((self._site_stream, {"site": s.site, "scenario": s.scenario,
+                                                "models": list(s.models)}))
+        if "variable" in names:
+            updates.append((self._variable_stream, {"variable": s.variable}))
+        if names & {"metric", "variable", "scenario", "stage", "models"}:
+            updates.append((self._map_stream, {
+                "metric": s.metric, "variable": s.variable, "scenario": s.scenario,
+                "stage": s.stage, "models": list(s.models)}))
+        with pn.io.hold(freeze=True):
+            if site_changed:
+                self._card.object = self.site_card(s.site, s.scenario, s.models)
+                self._key.object = self.colour_key(s.site, s.scenario, s.models)
+            for stream, values in updates:
+                stream.event(**values)
+
+    def _dynamic(self, method, *, variable: str | None = None) -> hv.DynamicMap:
+        """A DynamicMap of ``method(site, variable, scenario, models)`` following the selection.
+
+        With ``variable`` given the plot keeps that variable; otherwise it follows the
+        selected one.
+        """
+        if variable is not None:
+            return hv.DynamicMap(
+                lambda site, scenario, models: method(site, variable, scenario, models),
+                streams=[self._site_stream])
+        return hv.DynamicMap(
+            lambda site, scenario, models, variable: method(site, variable, scenario, models),
+            streams=[self._site_stream, self._variable_stream])
+
+    def _element(self, kind: type[hv.Element], data, kdims, vdims, label: str = "",
+                 **options) -> hv.Element:
+        """A HoloViews element of ``kind`` holding ``data``, styled with ``options``.
+
+        ``.opts`` registers a new options tree on every call (~4 ms each, and they pile up in a
+        long-running server); the plots here are rebuilt for every selection, so each distinct
+        style is registered once and later elements are clones of that first one.
+        """
+        key = repr((kind.__name__, sorted(options.items())))
+        # Columns given as a tuple of arrays: the dictionary interface skips a DataFrame.
+        fast = {"datatype": ["dictionary"]} if isinstance(data, tuple) else {}
+        template = self._styled.get(key)
+        if template is None:
+            template = kind(data, kdims, vdims, label=label, **fast).opts(**options)
+            self._styled[key] = template
+            return template
+        return template.clone(data, kdims=kdims, vdims=vdims, label=label, **fast)
 
     # ---------------------------------------------------------------- data
     def models(self) -> list[str]:
@@ -136,7 +207,7 @@ class SitesView(pn.viewable.Viewer):
             size=11 * self.look.fontscale, line_color=self.look.fg, line_width=0.8,
             tools=["tap", "hover"], hover_tooltips=hover, nonselection_alpha=0.9,
             selection_line_color="#ff00aa", selection_line_width=3,
-            colorbar_opts={"title": METRICS[metric].split(" (")[0]},
+            clabel=METRICS[metric].split(" (")[0],
         )
 
     def land(self) -> hv.Path:
@@ -161,11 +232,13 @@ class SitesView(pn.viewable.Viewer):
 
     def site_map(self) -> hv.Overlay:
         """Land outline, site markers (tap to select) and the selected-site ring."""
-        ring = hv.DynamicMap(pn.bind(self.selected_marker, site=self.selection.param.site))
+        ring = hv.DynamicMap(lambda site, scenario, models: self.selected_marker(site),
+                             streams=[self._site_stream])
         title = "Sites — click a site to select it (○ calibration, △ validation)"
         return (self.land() * self._points_dmap * ring).opts(
             hv.opts.Overlay(title=title, xlim=(-180, 180), ylim=(-60, 80), data_aspect=1,
-                            responsive=True, min_height=300, xlabel="longitude",
+                            shared_axes=False,
+                            frame_height=int(260 * self.look.fontscale), xlabel="longitude",
                             ylabel="latitude", fontscale=self.look.fontscale,
                             bgcolor=self.look.bg))
 
@@ -183,11 +256,40 @@ class SitesView(pn.viewable.Viewer):
         shown = self.selection.shown_models(self.context.model_ids()) if not models else models
         return self.context.site_series(site, variable, scenario, tuple(shown))
 
+    def _model_style(self) -> dict:
+        """Colour options for glyphs coloured by their ``model_code`` value.
+
+        Every model is drawn in the colour of its index in the archive's model list; the codes
+        travel as numbers (binary) rather than one colour string per point.
+        """
+        all_models = self.context.model_ids()
+        palette = [model_colour(m, all_models) for m in all_models] or ["#000000"]
+        return {"color": "model_code", "cmap": palette,
+                "clim": (-0.5, len(palette) - 0.5), "colorbar": False}
+
+    def _model_curves(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+                      kdims: list) -> list[hv.Curve]:
+        """One curve per archive model and stage, empty when absent.
+
+        Dashed priors, solid posteriors, each in its model's colour. The fixed structure lets a
+        DynamicMap patch the data of the existing plot. Curves, not one multi-line Path:
+        HoloViews splits multi-paths at ~10 ms a path on every update.
+        """
+        all_models = self.context.model_ids()
+        empty = (np.empty(0), np.empty(0))
+        return [self._element(hv.Curve, curves.get((model, stage), empty), *kdims,
+                              label=f"{model} {stage.lower()}",
+                              color=model_colour(model, all_models),
+                              line_width=self.look.line_width,
+                              line_dash="dashed" if stage == "Prior" else "solid",
+                              alpha=0.6 if stage == "Prior" else 0.95)
+                for stage in ("Prior", "Posterior") for model in all_models]
+
     def timeseries(self, site: str, variable: str, scenario: int, models: list[str]
                    ) -> hv.Overlay:
         """Observations and each model's prior (dashed) and posterior (solid).
 
-        Observations carry 95 % error bars (± 1.96 σ_O). Posteriors carry their 95 % band
+        Observations carry their 95 % band (± 1.96 σ_O). Posteriors carry their 95 % band
         (posterior uncertainty or ensemble range) when at most :data:`MAX_BANDS` models are
         shown, so that the bands stay readable. Time is drawn as epoch milliseconds with a
         datetime axis (HoloViews converts datetimes point by point in some paths); the colour
@@ -195,40 +297,44 @@ class SitesView(pn.viewable.Viewer):
         """
         data = self.series(site, variable, scenario, models)
         all_models = self.context.model_ids()
-        lw = self.look.line_width
         ylabel = f"{variable} ({data.units})" if data.units else variable
         vdim = hv.Dimension(variable, label=ylabel)
-        runs = data.runs
-        shown = sorted(runs["model"].unique()) if not runs.empty else []
-        frames = dict(iter(runs.groupby(["model", "stage"]))) if not runs.empty else {}
         tdim = hv.Dimension("time", label="date")
+        runs = data.runs
+        frames = dict(iter(runs.groupby(["model", "stage"]))) if not runs.empty else {}
+        shown = sorted(runs["model"].unique()) if not runs.empty else []
         empty = np.empty(0)
-        # A fixed structure (one layer per archive model and stage, empty when not shown) lets a
-        # DynamicMap patch the data in place instead of rebuilding the plot.
-        layers: list[hv.Element] = []
-        for model in all_models:
-            frame = frames.get((model, "Posterior"))
-            band = (frame is not None and 0 < len(shown) <= MAX_BANDS
-                    and frame["lower"].notna().any())
+        # The observation uncertainty is one shaded band (gaps where a day is missing): far
+        # cheaper to draw than an error bar per day, and it reads as the envelope it is.
+        obs = data.obs
+        t_all = _epoch_ms(obs["time"]) if not obs.empty else empty
+        half = 1.96 * obs["unc"].to_numpy(dtype=float) if not obs.empty else empty
+        centre = obs["value"].to_numpy(dtype=float) if not obs.empty else empty
+        layers: list[hv.Element] = [
+            self._element(hv.Area, (t_all, centre - half, centre + half), tdim,
+                          [vdim, "obs_upper"], label="observation uncertainty",
+                          color=self.look.obs_colour, alpha=0.15, line_alpha=0)]
+        # A fixed number of band slots (coloured per frame) keeps the plot's structure fixed.
+        banded = [m for m in shown if (m, "Posterior") in frames
+                  and frames[(m, "Posterior")]["lower"].notna().any()]
+        banded = banded if len(shown) <= MAX_BANDS else []
+        for slot in range(MAX_BANDS):
+            frame = frames[(banded[slot], "Posterior")] if slot < len(banded) else None
             data_ = ((_epoch_ms(frame["time"]), frame["lower"].to_numpy(),
-                      frame["upper"].to_numpy()) if band else (empty, empty, empty))
-            layers.append(hv.Area(data_, tdim, [vdim, "upper"]).opts(
-                color=model_colour(model, all_models), alpha=0.18, line_alpha=0))
-        for stage, dash, alpha in (("Prior", "dashed", 0.6), ("Posterior", "solid", 0.95)):
-            for model in all_models:
-                frame = frames.get((model, stage))
-                data_ = ((_epoch_ms(frame["time"]), frame["value"].to_numpy())
-                         if frame is not None else (empty, empty))
-                layers.append(hv.Curve(data_, tdim, vdim, label=f"{model} {stage.lower()}").opts(
-                    color=model_colour(model, all_models), line_dash=dash, line_width=lw,
-                    alpha=alpha))
-        obs = data.obs.dropna(subset=["value"]) if not data.obs.empty else data.obs
+                      frame["upper"].to_numpy()) if frame is not None else (empty, empty, empty))
+            colour = (model_colour(banded[slot], all_models) if frame is not None
+                      else self.look.obs_colour)
+            layers.append(self._element(hv.Area, data_, tdim, [vdim, "upper"],
+                                        label="posterior band", color=colour, alpha=0.18,
+                                        line_alpha=0))
+        curves = {key: (_epoch_ms(frame["time"]), frame["value"].to_numpy())
+                  for key, frame in frames.items()}
+        layers += self._model_curves(curves, [tdim, vdim])
+        obs = obs.dropna(subset=["value"]) if not obs.empty else obs
         t_obs = _epoch_ms(obs["time"]) if not obs.empty else empty
         values = obs["value"].to_numpy() if not obs.empty else empty
-        err = 1.96 * obs["unc"].to_numpy() if not obs.empty else empty
-        layers.append(hv.ErrorBars((t_obs, values, err), tdim, [vdim, "err"]).opts(
-            color=self.look.obs_colour, alpha=0.35, line_width=1))
-        layers.append(hv.Scatter((t_obs, values), tdim, vdim, label="observations").opts(
+        layers.append(self._element(
+            hv.Scatter, (t_obs, values), tdim, vdim, label="observations",
             color=self.look.obs_colour, size=3 * self.look.fontscale, tools=["hover"],
             hover_tooltips=[("date", "@time{%F}"), (variable, f"@{{{variable}}}")],
             hover_formatters={"@time": "datetime"}))
@@ -236,112 +342,97 @@ class SitesView(pn.viewable.Viewer):
                   if data.n_days else " — no observations")
         return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=f"{site} {variable}{n_note}", responsive=True, height=230,
-                            show_legend=False, fontscale=self.look.fontscale,
+                            show_legend=False, fontscale=self.look.fontscale, framewise=True,
                             bgcolor=self.look.bg, xlabel="", tools=["xwheel_zoom"],
                             xformatter=DatetimeTickFormatter()))
 
-    def colour_key(self, site: str, scenario: int, models: list[str]) -> pn.pane.HTML:
-        """The models' colours (solid: posterior, dashed: prior) and the observation marker."""
+    def colour_key(self, site: str, scenario: int, models: list[str]) -> str:
+        """HTML key: the models' colours (solid posterior, dashed prior) and the observations."""
         shown = self.selection.shown_models(self.context.model_ids()) if not models else models
         all_models = self.context.model_ids()
         items = [f'<span class="key"><span style="color:{self.look.obs_colour}">●</span> '
-                 f'observations ± 1.96 σ</span>']
+                 f'observations, shaded ± 1.96 σ</span>']
         items += [f'<span class="key"><span style="color:{model_colour(m, all_models)};'
                   f'font-weight:bold">━━</span> {escape(m)}</span>' for m in shown]
         items.append('<span class="key">solid: posterior · dashed: prior · shaded: posterior '
                      f'95 % (≤ {MAX_BANDS} models shown)</span>')
-        return pn.pane.HTML(" &nbsp; ".join(items), sizing_mode="stretch_width",
-                            stylesheets=[".key{white-space:nowrap;margin-right:1em}"])
-
-    def _aligned(self, data: SiteSeries) -> tuple[pd.Series, dict[tuple[str, str], pd.Series]]:
-        obs = data.obs.set_index("time")["value"] if not data.obs.empty else pd.Series(dtype=float)
-        runs = {key: frame.set_index("time")["value"]
-                for key, frame in data.runs.groupby(["model", "stage"], sort=True)}
-        return obs, runs
-
-    def _model_curves(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-                      kdims: list) -> list[hv.Curve]:
-        """One curve per archive model and stage, empty when absent.
-
-        Colour by model, dashed priors, solid posteriors: a fixed structure that DynamicMaps
-        can update in place.
-        """
-        all_models = self.context.model_ids()
-        empty = (np.empty(0), np.empty(0))
-        return [hv.Curve(curves.get((model, stage), empty), *kdims,
-                         label=f"{model} {stage.lower()}").opts(
-                    color=model_colour(model, all_models), line_width=self.look.line_width,
-                    line_dash="dashed" if stage == "Prior" else "solid",
-                    alpha=0.7 if stage == "Prior" else 1.0)
-                for stage in ("Prior", "Posterior") for model in all_models]
+        return " &nbsp; ".join(items)
 
     def seasonal_cycle(self, site: str, variable: str, scenario: int, models: list[str]
                        ) -> hv.Overlay:
-        """Mean seasonal cycle (by month) on the days with valid observations."""
-        from dashboard.metrics import seasonal_cycle
+        """Mean seasonal cycle (by month) on the days with valid observations.
+
+        Without observations each run's cycle uses all its days.
+        """
+        from dashboard.metrics.diagrams import MONTHS, monthly_means
 
         data = self.series(site, variable, scenario, models)
-        obs, runs = self._aligned(data)
         vdim = hv.Dimension(variable, label=f"{variable} ({data.units})")
         mdim = hv.Dimension("month")
-        layers = []
-        mask = None
+        months = MONTHS.astype(float)
+        aligned = data.on_obs_days
+        observed = np.isfinite(aligned.obs)
+        curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         obs_cycle = (np.empty(0), np.empty(0))
-        if not obs.empty and obs.notna().sum() > 0:
-            obs_da = obs.to_xarray()
-            mask = obs_da.notnull()
-            cycle = seasonal_cycle(obs_da, mask)
-            obs_cycle = (cycle["month"].values.astype(float), cycle.values)
-        layers.append(hv.Curve(obs_cycle, mdim, vdim, label="observations").opts(
-            color=self.look.obs_colour, line_width=self.look.line_width + 1.5))
-        curves = {}
-        for key, series in runs.items():
-            da = series.to_xarray()
-            m = mask.reindex(time=da["time"], fill_value=False) if mask is not None else None
-            cycle = seasonal_cycle(da, m)
-            curves[key] = (cycle["month"].values.astype(float), cycle.values)
+        if observed.any():
+            obs_cycle = (months, monthly_means(aligned.obs, aligned.month)[0])
+            for key, values in aligned.runs.items():
+                curves[key] = (months, monthly_means(np.where(observed, values, np.nan),
+                                                     aligned.month)[0])
+        elif not data.runs.empty:
+            for (model, stage), frame in data.runs.groupby(["model", "stage"], sort=True):
+                month = np.asarray(pd.DatetimeIndex(frame["time"]).month)
+                curves[(str(model), str(stage))] = (
+                    months, monthly_means(frame["value"].to_numpy(dtype=float), month)[0])
+        layers: list[hv.Element] = [
+            self._element(hv.Curve, obs_cycle, mdim, vdim, label="observations",
+                          color=self.look.obs_colour, line_width=self.look.line_width + 1.5)]
         layers += self._model_curves(curves, [mdim, vdim])
-        note = " (days with valid observations)" if mask is not None else " (all days)"
+        note = " (observed days)" if observed.any() else " (all days)"
         return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=f"Mean seasonal cycle{note}", responsive=True, height=300,
-                            show_legend=False, xticks=list(range(1, 13)),
-                            fontscale=self.look.fontscale, bgcolor=self.look.bg))
+                            show_legend=False, xticks=list(range(1, 13)), framewise=True,
+                            shared_axes=False, fontscale=self.look.fontscale,
+                            bgcolor=self.look.bg))
 
     def scatter(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
         """Model against observation on matching days, with the 1:1 line.
 
-        Open markers: priors; filled: posteriors; colour: model.
+        Open markers: priors; filled: posteriors; colour: model (``model_code`` is the model's
+        index in the archive's model list).
         """
         data = self.series(site, variable, scenario, models)
-        obs, runs = self._aligned(data)
+        aligned = data.on_obs_days
         all_models = self.context.model_ids()
         xd = hv.Dimension("obs", label=f"observed {variable} ({data.units})")
         yd = hv.Dimension("model", label=f"modelled {variable} ({data.units})")
-        empty = np.empty(0)
-        layers: list[hv.Element] = []
+        parts: dict[str, list[np.ndarray]] = {"Prior": [], "Posterior": []}
         lo, hi = np.inf, -np.inf
-        points = {}
-        for (model, stage), series in runs.items():
-            joined = pd.concat([obs.rename("obs"), series.rename("model")], axis=1,
-                               join="inner").dropna()
-            if not joined.empty:
-                points[(model, stage)] = (joined["obs"].to_numpy(), joined["model"].to_numpy())
-                lo = min(lo, float(joined.min().min()))
-                hi = max(hi, float(joined.max().max()))
-        line = ([lo, hi], [lo, hi]) if np.isfinite(lo) else (empty, empty)
-        layers.append(hv.Curve(line, xd, yd).opts(color="grey", line_dash="dotted"))
-        for stage, fill in (("Prior", 0.0), ("Posterior", 0.6)):
-            for model in all_models:
-                colour = model_colour(model, all_models)
-                layers.append(hv.Scatter(points.get((model, stage), (empty, empty)), xd, yd,
-                                         label=f"{model} {stage.lower()}").opts(
-                    color=colour, line_color=colour, size=3 * self.look.fontscale,
-                    fill_alpha=fill, alpha=0.8))
-        title = ("Model vs observations" if points
+        for (model, stage), values in aligned.runs.items():
+            both = np.isfinite(aligned.obs) & np.isfinite(values)
+            if not both.any():
+                continue
+            x, y = aligned.obs[both], values[both]
+            code = np.full(len(x), float(all_models.index(model)))
+            parts["Prior" if stage == "Prior" else "Posterior"].append(
+                np.column_stack([x, y, code]))
+            lo = min(lo, float(x.min()), float(y.min()))
+            hi = max(hi, float(x.max()), float(y.max()))
+        line = ([lo, hi], [lo, hi]) if np.isfinite(lo) else (np.empty(0), np.empty(0))
+        layers: list[hv.Element] = [self._element(hv.Curve, line, xd, yd, color="grey",
+                                                  line_dash="dotted")]
+        for stage, fill, line_alpha in (("Prior", 0.0, 0.8), ("Posterior", 0.6, 0.0)):
+            stacked = np.vstack(parts[stage]) if parts[stage] else np.empty((0, 3))
+            layers.append(self._element(
+                hv.Scatter, stacked, xd, [yd, "model_code"], label=stage.lower(),
+                size=3 * self.look.fontscale, fill_alpha=fill, line_alpha=line_alpha,
+                **self._model_style()))
+        title = ("Model vs observations" if np.isfinite(lo)
                  else "Model vs observations: no matching days")
         return hv.Overlay(layers).opts(
             hv.opts.Overlay(title=title, responsive=True, height=300, show_legend=False,
-                            fontscale=self.look.fontscale, bgcolor=self.look.bg))
+                            framewise=True, shared_axes=False, fontscale=self.look.fontscale,
+                            bgcolor=self.look.bg))
 
     def taylor_frame(self, site: str, variable: str, scenario: int, models: list[str]
                      ) -> pd.DataFrame:
@@ -349,13 +440,12 @@ class SitesView(pn.viewable.Viewer):
         from dashboard.metrics import taylor_statistics
 
         data = self.series(site, variable, scenario, models)
-        obs, runs = self._aligned(data)
+        aligned = data.on_obs_days
         min_n = _min_n()
         stats = []
-        for (model, stage), series in runs.items():
-            if obs.empty:
-                break
-            t = taylor_statistics(series.to_xarray(), obs.to_xarray())
+        obs = xr.DataArray(aligned.obs, coords={"time": aligned.time}, dims="time")
+        for (model, stage), values in aligned.runs.items():
+            t = taylor_statistics(obs.copy(data=values), obs)
             if t.get("n", 0) >= min_n and np.isfinite(t.get("r", np.nan)):
                 sd = t.get("sd_ratio", t.get("normalised_sd"))
                 angle = np.arccos(np.clip(t["r"], -1, 1))
@@ -370,6 +460,7 @@ class SitesView(pn.viewable.Viewer):
         """
         frame = self.taylor_frame(site, variable, scenario, models)
         all_models = self.context.model_ids()
+        frame = frame.assign(model_code=[float(all_models.index(m)) for m in frame["model"]])
         rmax = max(1.5, float(frame["sd"].max()) * 1.1 if not frame.empty else 1.5)
         rmax = 2.0 if rmax <= 2.0 else float(np.ceil(rmax))  # stable axes while browsing
         theta = np.linspace(0, np.pi / 2, 60)
@@ -378,36 +469,40 @@ class SitesView(pn.viewable.Viewer):
         corrs = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
         grid += [np.array([[0, 0], [rmax * c, rmax * np.sin(np.arccos(c))]]) for c in corrs]
         layers: list[hv.Element] = [
-            hv.Path(grid, ["x", "y"]).opts(color="#c8c8c8", line_width=0.7),
-            hv.Curve((np.cos(theta), np.sin(theta)), "x", "y").opts(color="#888888",
-                                                                    line_width=1.2),
-            hv.Labels({"x": [rmax * 1.03 * c for c in corrs],
-                       "y": [rmax * 1.03 * np.sin(np.arccos(c)) for c in corrs],
-                       "text": [str(c) for c in corrs]}, ["x", "y"], "text").opts(
-                text_font_size=f"{int(8 * self.look.fontscale)}pt", text_color="#888888"),
-            hv.Scatter(([1.0], [0.0]), "x", "y").opts(
-                color=self.look.obs_colour, marker="star", size=14 * self.look.fontscale),
+            # The grid as one line broken by NaN rows: HoloViews splits a multi-part Path at
+            # ~5 ms a part on every update.
+            self._element(hv.Curve, tuple(np.concatenate(
+                [np.vstack([g, [[np.nan, np.nan]]]) for g in grid]).T), "x", "y",
+                color="#c8c8c8", line_width=0.7),
+            self._element(hv.Curve, (np.cos(theta), np.sin(theta)), "x", "y",
+                          color="#888888", line_width=1.2),
+            self._element(hv.Labels, {"x": [rmax * 1.03 * c for c in corrs],
+                                      "y": [rmax * 1.03 * np.sin(np.arccos(c)) for c in corrs],
+                                      "text": [str(c) for c in corrs]}, ["x", "y"], "text",
+                          text_font_size=f"{int(8 * self.look.fontscale)}pt",
+                          text_color="#888888"),
+            self._element(hv.Scatter, ([1.0], [0.0]), "x", "y", color=self.look.obs_colour,
+                          marker="star", size=14 * self.look.fontscale),
         ]
-        empty = np.empty(0)
-        for model in all_models:
-            colour = model_colour(model, all_models)
-            group = frame[frame["model"] == model]
+        arrows = []
+        for model, group in frame.groupby("model", sort=True):
             prior = group[group["stage"] == "Prior"]
             post = group[group["stage"] != "Prior"]
-            segments = []
             if not prior.empty and not post.empty:
-                x0, y0 = prior.iloc[0][["x", "y"]]
-                x1, y1 = post.iloc[0][["x", "y"]]
-                segments = _arrow_segments(x0, y0, x1, y1)
-            layers.append(hv.Segments(segments, ["x0", "y0", "x1", "y1"]).opts(
-                color=colour, line_width=self.look.line_width))
-            for part, fill in ((prior, 0.0), (post, 1.0)):
-                data_ = (part["x"].to_numpy(), part["y"].to_numpy(), part["r"].to_numpy(),
-                         part["sd"].to_numpy(), part["n"].to_numpy()) if not part.empty else (
-                    empty, empty, empty, empty, empty)
-                layers.append(hv.Scatter(data_, "x", ["y", "r", "sd", "n"], label=model).opts(
-                    color=colour, fill_alpha=fill, line_color=colour, line_width=2,
-                    size=10 * self.look.fontscale, tools=["hover"]))
+                code = float(all_models.index(model))
+                arrows += [(*segment, code) for segment in _arrow_segments(
+                    *prior.iloc[0][["x", "y"]], *post.iloc[0][["x", "y"]])]
+        layers.append(self._element(hv.Segments, arrows, ["x0", "y0", "x1", "y1"],
+                                    ["model_code"], line_width=self.look.line_width,
+                                    **self._model_style()))
+        columns = ["x", "y", "model", "r", "sd", "n", "model_code"]
+        for stage, fill in (("Prior", 0.0), ("Posterior", 1.0)):
+            part = frame[(frame["stage"] == "Prior") == (stage == "Prior")][columns]
+            layers.append(self._element(
+                hv.Scatter, part, "x", columns[1:], label=stage.lower(), fill_alpha=fill,
+                line_width=2, size=10 * self.look.fontscale, tools=["hover"],
+                hover_tooltips=[("model", "@model"), ("r", "@r{0.00}"), ("SD ratio", "@sd{0.00}"),
+                                ("n", "@n")], **self._model_style()))
         title = f"Taylor diagram ({variable}): ○ prior → ● posterior"
         if frame.empty:
             title += " — insufficient data"
@@ -415,17 +510,22 @@ class SitesView(pn.viewable.Viewer):
             hv.opts.Overlay(title=title, xlim=(0, rmax * 1.08), ylim=(0, rmax * 1.08),
                             frame_width=int(300 * self.look.fontscale),
                             frame_height=int(300 * self.look.fontscale), show_legend=False,
+                            shared_axes=False, framewise=True,
                             xlabel="normalised SD × cos(angle)", ylabel="normalised SD × sin",
                             fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
-    def site_card(self, site: str, scenario: int, models: list[str]) -> pn.viewable.Viewable:
-        """Facts about the selected site and how many valid observed days each variable has."""
+    def site_card(self, site: str, scenario: int, models: list[str]) -> str:
+        """HTML facts about the selected site, escaped.
+
+        How many valid observed days each variable has, a warning for sparse variables and the
+        files that could not be read.
+        """
         if not site:
-            return safe_message("Select a site on the map or in the sidebar.", "info")
+            return _alert("Select a site on the map or in the sidebar.", "info")
         sites = self.context.sites
         row = sites[sites["site_id"] == site]
         if row.empty:
-            return safe_message(f"Unknown site {site!r}.", "danger")
+            return _alert(f"Unknown site {site!r}.", "danger")
         r = row.iloc[0]
         min_n = _min_n()
         lines = [f"<b>{escape(site)}</b> — {escape(r['name'])}, {escape(r['country'])}",
@@ -445,38 +545,44 @@ class SitesView(pn.viewable.Viewer):
                 if n < min_n:
                     warnings.append(f"{v} has only {n} valid days (minimum {min_n}): its scores "
                                     "are shown as insufficient data.")
-        body = "<br>".join(lines)
-        parts = [pn.pane.HTML(f'<div class="site-card">{body}</div>',
-                              sizing_mode="stretch_width")]
-        parts += [safe_message(w, "warning") for w in warnings]
         problems = self.series(site, "NEE", scenario, models).problems
-        parts += [safe_message(p, "danger") for p in problems]
-        return pn.Column(*parts, sizing_mode="stretch_width")
+        body = "<br>".join(lines)
+        return (f'<div class="site-card">{body}</div>'
+                + "".join(_alert(w, "warning") for w in warnings)
+                + "".join(_alert(p, "danger") for p in problems))
 
     def __panel__(self) -> pn.viewable.Viewable:
         s = self.selection
-        deps = {"site": s.param.site, "scenario": s.param.scenario, "models": s.param.models}
-        vdeps = {**deps, "variable": s.param.variable}
+        self._card.object = self.site_card(s.site, s.scenario, s.models)
+        self._key.object = self.colour_key(s.site, s.scenario, s.models)
 
-        def plot(method, **kwargs):
-            # Each plot is rebuilt for a new selection (axes fit the new data) and shows a
-            # loading indicator meanwhile. DynamicMaps updating in place were tried: with
-            # per-frame ranges the browser never settled, without them the axes went stale.
-            return pn.panel(pn.bind(lambda **kw: pn.pane.HoloViews(
-                method(**kw), sizing_mode="stretch_width"), **kwargs),
-                loading_indicator=True, sizing_mode="stretch_width")
+        def plot(method, sizing_mode="stretch_width", **kwargs):
+            # A DynamicMap of a fixed-structure overlay with per-frame ranges: a new selection
+            # patches the data of the existing Bokeh plot instead of replacing the plot. The
+            # pane's sizing matches the plot's, or every update re-sends it and re-lays out the
+            # whole page.
+            return pn.pane.HoloViews(self._dynamic(method, **kwargs), sizing_mode=sizing_mode)
 
-        map_pane = pn.pane.HoloViews(self.site_map(), sizing_mode="stretch_width",
-                                     min_height=320, name="site-map")
-        card = pn.panel(pn.bind(self.site_card, **deps), loading_indicator=True)
+        map_pane = pn.pane.HoloViews(self.site_map(), name="site-map")
         return pn.Column(
-            pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"),
-                   pn.Column(card, width=360), sizing_mode="stretch_width"),
-            pn.panel(pn.bind(self.colour_key, **deps), sizing_mode="stretch_width"),
-            *[plot(partial(self.timeseries, variable=v), **deps) for v in SITE_VARIABLES],
-            pn.Row(plot(self.seasonal_cycle, **vdeps), plot(self.scatter, **vdeps),
-                   plot(self.taylor, **vdeps), sizing_mode="stretch_width"),
+            pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), self._card,
+                   sizing_mode="stretch_width"),
+            self._key,
+            *[plot(self.timeseries, variable=v) for v in SITE_VARIABLES],
+            pn.Row(plot(self.seasonal_cycle), plot(self.scatter),
+                   plot(self.taylor, sizing_mode="fixed"), sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
+
+
+_SiteStream = hv.streams.Stream.define("SiteSelection", site="", scenario=1, models=[])
+_VariableStream = hv.streams.Stream.define("VariableSelection", variable="NEE")
+_MapStream = hv.streams.Stream.define("MapSelection", metric="misfit_reduction", variable="NEE",
+                                      scenario=1, stage="Posterior", models=[])
+
+
+def _alert(text: str, kind: str) -> str:
+    """A Bootstrap alert box holding ``text`` escaped (file text is untrusted)."""
+    return f'<div class="alert alert-{kind}" role="alert">{escape(text)}</div>'
 
 
 def _epoch_ms(times: pd.Series | np.ndarray) -> np.ndarray:
