@@ -194,7 +194,7 @@ def test_selection_updates_the_rendered_plots_in_place(context):
     assert after[f"{VAL_SITE} NEE"] is nee  # the same Bokeh figure, patched in place
     new_x = nee.renderers[-1].data_source.data["time"]
     assert not np.array_equal(old_x, new_x)
-    card = view._card.object
+    card = view._card.value
     assert VAL_SITE in card and CAL_SITE not in card
 
     selection.variable = "Qh"

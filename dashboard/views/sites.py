@@ -65,11 +65,15 @@ class SitesView(pn.viewable.Viewer):
         self._tap = hv.streams.Selection1D(source=self._points_dmap)
         self._tap.param.watch(self._on_tap, "index")
         self._styled: dict[str, hv.Element] = {}
-        # Fixed-size HTML panes whose text is replaced in place (in _on_selection, with the
-        # plots): a new selection then changes no layout.
-        self._card = pn.pane.HTML("", width=360, height=320, styles={"overflow-y": "auto"})
-        self._key = pn.pane.HTML("", sizing_mode="stretch_width", height=60,
-                                 stylesheets=[".key{white-space:nowrap;margin-right:1em}"])
+        # Fixed-size blocks of (escaped) HTML whose text is replaced in place, in _on_selection
+        # with the plots, so a new selection changes no layout. StaticText sends only the new
+        # text; an HTML pane re-sends its stylesheets on every update, and the browser then
+        # lays out and repaints the whole page.
+        self._card = pn.widgets.StaticText(value="", width=360, height=320,
+                                           styles={"overflow-y": "auto"})
+        self._key = pn.widgets.StaticText(
+            value="", sizing_mode="stretch_width", height=60,
+            stylesheets=[".key{white-space:nowrap;margin-right:1em}"])
 
     def _on_selection(self, *events: param.parameterized.Event) -> None:
         """Update every plot that depends on the changed selection, as one document change.
@@ -95,8 +99,8 @@ class SitesView(pn.viewable.Viewer):
                 "stage": s.stage, "models": list(s.models)}))
         with pn.io.hold(freeze=True):
             if site_changed:
-                self._card.object = self.site_card(s.site, s.scenario, s.models)
-                self._key.object = self.colour_key(s.site, s.scenario, s.models)
+                self._card.value = self.site_card(s.site, s.scenario, s.models)
+                self._key.value = self.colour_key(s.site, s.scenario, s.models)
             for stream, values in updates:
                 stream.event(**values)
 
@@ -553,8 +557,8 @@ class SitesView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         s = self.selection
-        self._card.object = self.site_card(s.site, s.scenario, s.models)
-        self._key.object = self.colour_key(s.site, s.scenario, s.models)
+        self._card.value = self.site_card(s.site, s.scenario, s.models)
+        self._key.value = self.colour_key(s.site, s.scenario, s.models)
 
         def plot(method, sizing_mode="stretch_width", **kwargs):
             # A DynamicMap of a fixed-structure overlay with per-frame ranges: a new selection
