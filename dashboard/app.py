@@ -7,6 +7,8 @@ module level. The archive, its catalog, opened files and metric tables are share
 
 from __future__ import annotations
 
+import warnings
+
 import holoviews as hv
 import panel as pn
 
@@ -154,12 +156,19 @@ def create_app(data_root: str, *, theme: str | None = None,
     root_note = pn.pane.HTML(
         f'<small>{len(context.archive.catalog)} files · {len(context.model_ids())} models · '
         f'{len(context.archive.sites())} sites</small>')
-    template = pn.template.BootstrapTemplate(
-        title="CalLMIP Explorer", theme="dark" if theme == "dark" else "default",
-        sidebar=[*widgets, pn.layout.Divider(), toggle, theme_switch, root_note],
-        main=[main, about], sidebar_width=300,
-        raw_css=[PRESENTATION_CSS] if presentation else [],
-    )
+    # A still busy indicator (a dot that fills while the server works): the default spinner's
+    # animation kept a core busy in software-rendered browsers (VMs, screen sharing), slowing
+    # every update by ~40 % on this machine. (Panel warns that a widget passed to a parameter
+    # could one day be read as a reference; the template uses it as the widget it is.)
+    busy = pn.indicators.BooleanStatus(value=False, color="light", width=22, height=22)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*'busy_indicator'.*allow_refs")
+        template = pn.template.BootstrapTemplate(
+            title="CalLMIP Explorer", theme="dark" if theme == "dark" else "default",
+            sidebar=[*widgets, pn.layout.Divider(), toggle, theme_switch, root_note],
+            main=[main, about], sidebar_width=300,
+            raw_css=[PRESENTATION_CSS] if presentation else [], busy_indicator=busy,
+        )
     template.selection = selection  # for tests and the exporter
     template.views = views
     return template

@@ -25,8 +25,9 @@ from loaders.readers import (
     read_parameters,
 )
 
-#: How many opened site runs / observation files one process keeps in memory (about 1 MB each).
-CACHE_SIZE = 512
+#: How many opened site runs / observation files one process keeps in memory (about 1–2 MB
+#: each for a 19-year daily run); ``CALLMIP_CACHE_FILES`` overrides it.
+CACHE_SIZE = int(os.environ.get("CALLMIP_CACHE_FILES", "2048"))
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -82,6 +83,10 @@ class Archive:
         df = self.catalog[self.catalog["kind"] == "site_run"].copy()
         df["model_id"] = df["model"] + "." + df["version"]
         return df
+
+    @cached_property
+    def _site_runs_by_site(self) -> dict[str, pd.DataFrame]:
+        return {str(site): rows for site, rows in self.site_runs.groupby("site", sort=False)}
 
     @cached_property
     def _rows_by_path(self) -> dict[str, dict]:
@@ -140,9 +145,10 @@ class Archive:
     def runs(self, *, site: str | None = None, scenario: int | None = None,
              stage: str | None = None, model_id: str | None = None) -> pd.DataFrame:
         """Site-run catalog rows filtered by any of site, scenario, stage and model id."""
-        df = self.site_runs
-        if site is not None:
-            df = df[df["site"] == site]
+        if site is not None:  # the views ask per site: look the site's rows up directly
+            df = self._site_runs_by_site.get(site, self.site_runs.iloc[:0])
+        else:
+            df = self.site_runs
         if scenario is not None:
             df = df[df["scenario"] == scenario]
         if stage is not None:
