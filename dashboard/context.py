@@ -15,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from dashboard.sitedata import SiteSeries, site_series
+from dashboard.state import SITE_VARIABLES
 from loaders.archive import Archive
 from loaders.sites import load_sites
 
-#: How many (site, variable, scenario, models) series a process keeps for the views.
-SERIES_CACHE_SIZE = 96
+#: How many (site, variable, scenario, models) series a process keeps for the views (a few MB
+#: each): every Phase 1b site's NEE, Qle and Qh for two selections of models.
+SERIES_CACHE_SIZE = 192
 
 _CONTEXTS: dict[str, ArchiveContext] = {}
 _LOCK = threading.Lock()
@@ -92,9 +94,10 @@ class ArchiveContext:
     def prefetch(self, stop: threading.Event | None = None) -> int:
         """Read every site's observations and runs into the process cache, site by site.
 
-        A first visit to a site then costs no file reads. Skipped (returns 0) when the files
-        would not fit in the archive's cache, where reading them all would only evict each
-        other. Reads take the archive's read lock one file at a time, so sessions interleave.
+        A first visit to a site then costs no file reads, and the series the Sites view opens
+        with (all models, Scenario 1) are ready. Skipped (returns 0) when the files would not
+        fit in the archive's cache, where reading them all would only evict each other. Reads
+        take the archive's read lock one file at a time, so sessions interleave.
 
         Parameters
         ----------
@@ -109,6 +112,7 @@ class ArchiveContext:
         from loaders.archive import CACHE_SIZE
 
         runs = self.archive.site_runs
+        models = tuple(self.model_ids())
         sites = [s for s in self.archive.sites()
                  if self.archive.observation_path(s) is not None]
         if len(runs) + len(sites) > CACHE_SIZE:
@@ -123,6 +127,9 @@ class ArchiveContext:
             count += self.archive.open_observations(site) is not None
             for path in runs.loc[runs["site"] == site, "path"]:
                 count += self.archive.open_run(path) is not None
+            if site in sites and 3 * len(sites) <= SERIES_CACHE_SIZE // 2:
+                for variable in SITE_VARIABLES:
+                    _ = self.site_series(site, variable, 1, models).on_obs_days
         return count
 
     def model_ids(self) -> list[str]:

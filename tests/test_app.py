@@ -69,17 +69,38 @@ def test_timeseries_follow_the_selected_site(context):
     values = real["NEE"].values
     np.testing.assert_allclose(np.sort(obs[0].dimension_values(1)),
                                np.sort(values[np.isfinite(values)]))
-    # The observation band spans ± 1.96 σ around each observed value.
+    # The observation band spans ± 1.96 σ around each observed value and is shut (zero width)
+    # on days without an observation.
     band = [a for a in _elements(overlay, hv.Area) if a.label == "observation uncertainty"][0]
     unc = real["NEE_unc"].values
-    np.testing.assert_allclose(band.dimension_values(1), values - 1.96 * unc)
-    np.testing.assert_allclose(band.dimension_values(2), values + 1.96 * unc)
+    lower, upper = band.dimension_values(1), band.dimension_values(2)
+    seen = np.isfinite(values) & np.isfinite(unc)
+    assert (~seen).any() and seen.any()
+    np.testing.assert_allclose(lower[seen], (values - 1.96 * unc)[seen], rtol=1e-6)
+    np.testing.assert_allclose(upper[seen], (values + 1.96 * unc)[seen], rtol=1e-6)
+    np.testing.assert_array_equal(lower[~seen], upper[~seen])
     # Two models shown: each posterior has its 95 % band (posterior files carry nep_post_unc).
     assert len([a for a in _elements(overlay, hv.Area)
                 if a.label == "posterior band" and len(a)]) == 2
     other = view.timeseries(VAL_SITE, "NEE", 1, ["ALPHA.v1"])
     assert set(_model_lines(other)) == {("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid")}
     assert VAL_SITE in other.opts.get().kwargs["title"]
+
+
+def test_closed_band_pins_gaps_shut():
+    from dashboard.views.sites import _closed_band
+
+    x = np.arange(6.0)
+    lower = np.array([0.0, 1.0, np.nan, np.nan, 3.0, np.nan])
+    upper = lower + 2.0
+    xs, lo, hi = _closed_band(x, lower, upper)
+    np.testing.assert_array_equal(xs, x)
+    np.testing.assert_array_equal(lo[[0, 1, 4]], lower[[0, 1, 4]])
+    np.testing.assert_array_equal(hi[[0, 1, 4]], upper[[0, 1, 4]])
+    # Missing days: zero width, on the mid-line interpolated between neighbours (2 → 4).
+    np.testing.assert_allclose(lo[[2, 3, 5]], [2 + 2 / 3, 3 + 1 / 3, 4.0])
+    np.testing.assert_array_equal(lo[[2, 3, 5]], hi[[2, 3, 5]])
+    assert all(len(a) == 0 for a in _closed_band(x, x * np.nan, x * np.nan))
 
 
 def test_model_nee_has_the_observed_sign_convention(context):

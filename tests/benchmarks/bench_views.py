@@ -7,11 +7,13 @@ Run from the repository root::
 Without ``--archive`` it uses the embedded demo archive (generated once into the user cache).
 It prints, for switching site and switching variable:
 
-* ``server``: building the HoloViews objects and rendering them to Bokeh models (what the
-  server does before sending the update), per switch, after the files are in the process cache;
-* ``cold``: the same for a site whose files were not opened yet (first visit);
-* ``browser`` (with ``--browser``): from changing the site/variable widget in Debian's chromium
-  until Bokeh reports the document idle again (the user-visible update), over a served app.
+* ``server``: the Sites view rendered once to Bokeh models, then the time a selection change
+  takes to update them in place (what the server does before it sends the update) — for a
+  site whose files were not read yet (``first visit``: the cache is cleared first, as if
+  ``callmip serve`` had not prefetched it) and for a site seen before;
+* ``browser`` (with ``--browser``): over a served app in Debian's chromium, from setting the
+  site/variable widget until the browser has drawn the last frame of the update (the files are
+  prefetched first, as ``callmip serve`` does at start-up).
 
 Numbers are medians and 90th percentiles in milliseconds; the machine is shared and noisy, so
 this prints measurements, it asserts nothing.
