@@ -11,6 +11,8 @@ import warnings
 
 import holoviews as hv
 import panel as pn
+from bokeh.core.validation import silence
+from bokeh.core.validation.warnings import FIXED_SIZING_MODE
 
 from dashboard.context import ArchiveContext, get_context
 from dashboard.state import METRICS, SITE_VARIABLES, UNOBSERVED_VARIABLES, VIEWS, Selection
@@ -25,6 +27,9 @@ hv.extension("bokeh", logo=False)
 # per-paint copy of the WebGL canvas took ~40 s per site switch; daily series are small enough
 # for canvas, and the global view sends datashaded images.
 hv.renderer("bokeh").webgl = False
+# The map and the Taylor diagram are sized by their frame (frame_width/frame_height), which
+# Bokeh's "fixed sizing needs width and height" check does not know about.
+silence(FIXED_SIZING_MODE, True)
 
 VIEW_LABELS = {"overview": "Overview", "sites": "Sites", "parameters": "Parameters",
                "global": "Global", "check": "Check my files"}
