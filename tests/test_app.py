@@ -84,7 +84,7 @@ def test_timeseries_follow_the_selected_site(context):
                 if a.label == "posterior band" and len(a)]) == 2
     other = view.timeseries(VAL_SITE, "NEE", 1, ["ALPHA.v1"])
     assert set(_model_lines(other)) == {("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid")}
-    assert VAL_SITE in other.opts.get().kwargs["title"]
+    assert hv.render(other).title.text.startswith(f"{VAL_SITE} NEE — ")
 
 
 def test_closed_band_pins_gaps_shut():

@@ -65,6 +65,7 @@ class SitesView(pn.viewable.Viewer):
         self._tap = hv.streams.Selection1D(source=self._points_dmap)
         self._tap.param.watch(self._on_tap, "index")
         self._styled: dict[str, hv.Element] = {}
+        self._overlays: dict[str, hv.Overlay] = {}
         # Fixed-size blocks of (escaped) HTML whose text is replaced in place, in _on_selection
         # with the plots, so a new selection changes no layout. StaticText sends only the new
         # text; an HTML pane re-sends its stylesheets on every update, and the browser then
@@ -235,9 +236,9 @@ class SitesView(pn.viewable.Viewer):
         sites = self.context.sites
         row = sites[sites["site_id"] == site]
         data = row[["lon", "lat"]].astype(float).to_numpy() if not row.empty else np.empty((0, 2))
-        return hv.Points(data, kdims=["lon", "lat"]).opts(
-            marker="circle", size=24 * self.look.fontscale, fill_alpha=0,
-            line_color="#ff00aa", line_width=3)
+        return self._element(hv.Points, data, ["lon", "lat"], [], marker="circle",
+                             size=24 * self.look.fontscale, fill_alpha=0,
+                             line_color="#ff00aa", line_width=3)
 
     def site_map(self) -> hv.Overlay:
         """Land outline, site markers (tap to select) and the selected-site ring."""
@@ -264,6 +265,20 @@ class SitesView(pn.viewable.Viewer):
         """The tidy series of a site (cached per archive by the archive's file cache)."""
         shown = self.selection.shown_models(self.context.model_ids()) if not models else models
         return self.context.site_series(site, variable, scenario, tuple(shown))
+
+    def _overlay(self, layers: list[hv.Element], title: str, **options) -> hv.Overlay:
+        """An overlay of ``layers`` titled ``title``, with plot ``options``.
+
+        Like :meth:`_element`: the options are registered once per distinct set and later
+        overlays are clones carrying the title as their label (the default title format shows
+        an overlay's label). Per-frame ``.opts`` grew HoloViews' option store on every update
+        and cost ~50 ms a plot.
+        """
+        key = repr(sorted(options.items()))
+        template = self._overlays.get(key)
+        if template is None:
+            template = self._overlays[key] = hv.Overlay([]).opts(hv.opts.Overlay(**options))
+        return template.clone(layers, label=title)
 
     def _model_style(self) -> dict:
         """Colour options for glyphs coloured by their ``model_code`` value.
@@ -350,11 +365,10 @@ class SitesView(pn.viewable.Viewer):
             hover_formatters={"@time": "datetime"}))
         n_note = (f" — {data.n_obs_valid} valid observed days of {data.n_days}"
                   if data.n_days else " — no observations")
-        return hv.Overlay(layers).opts(
-            hv.opts.Overlay(title=f"{site} {variable}{n_note}", responsive=True, height=230,
-                            show_legend=False, fontscale=self.look.fontscale, framewise=True,
-                            bgcolor=self.look.bg, xlabel="", tools=["xwheel_zoom"],
-                            xformatter=DatetimeTickFormatter()))
+        return self._overlay(layers, f"{site} {variable}{n_note}", responsive=True, height=230,
+                             show_legend=False, fontscale=self.look.fontscale, framewise=True,
+                             bgcolor=self.look.bg, xlabel="", tools=["xwheel_zoom"],
+                             xformatter=_DATES)
 
     def colour_key(self, site: str, scenario: int, models: list[str]) -> str:
         """HTML key: the models' colours (solid posterior, dashed prior) and the observations."""
@@ -399,11 +413,10 @@ class SitesView(pn.viewable.Viewer):
                           color=self.look.obs_colour, line_width=self.look.line_width + 1.5)]
         layers += self._model_curves(curves, [mdim, vdim])
         note = " (observed days)" if observed.any() else " (all days)"
-        return hv.Overlay(layers).opts(
-            hv.opts.Overlay(title=f"Mean seasonal cycle{note}", responsive=True, height=300,
-                            show_legend=False, xticks=list(range(1, 13)), framewise=True,
-                            shared_axes=False, fontscale=self.look.fontscale,
-                            bgcolor=self.look.bg))
+        return self._overlay(layers, f"Mean seasonal cycle{note}", responsive=True, height=300,
+                             show_legend=False, xticks=list(range(1, 13)), framewise=True,
+                             shared_axes=False, fontscale=self.look.fontscale,
+                             bgcolor=self.look.bg)
 
     def scatter(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
         """Model against observation on matching days, with the 1:1 line.
@@ -440,10 +453,9 @@ class SitesView(pn.viewable.Viewer):
                 **self._model_style()))
         title = ("Model vs observations" if np.isfinite(lo)
                  else "Model vs observations: no matching days")
-        return hv.Overlay(layers).opts(
-            hv.opts.Overlay(title=title, responsive=True, height=300, show_legend=False,
-                            framewise=True, shared_axes=False, fontscale=self.look.fontscale,
-                            bgcolor=self.look.bg))
+        return self._overlay(layers, title, responsive=True, height=300, show_legend=False,
+                             framewise=True, shared_axes=False, fontscale=self.look.fontscale,
+                             bgcolor=self.look.bg)
 
     def taylor_frame(self, site: str, variable: str, scenario: int, models: list[str]
                      ) -> pd.DataFrame:
@@ -517,13 +529,12 @@ class SitesView(pn.viewable.Viewer):
         title = f"Taylor diagram ({variable}): ○ prior → ● posterior"
         if frame.empty:
             title += " — insufficient data"
-        return hv.Overlay(layers).opts(
-            hv.opts.Overlay(title=title, xlim=(0, rmax * 1.08), ylim=(0, rmax * 1.08),
-                            frame_width=int(300 * self.look.fontscale),
-                            frame_height=int(300 * self.look.fontscale), show_legend=False,
-                            shared_axes=False, framewise=True,
-                            xlabel="normalised SD × cos(angle)", ylabel="normalised SD × sin",
-                            fontscale=self.look.fontscale, bgcolor=self.look.bg))
+        return self._overlay(layers, title, xlim=(0, rmax * 1.08), ylim=(0, rmax * 1.08),
+                             frame_width=int(300 * self.look.fontscale),
+                             frame_height=int(300 * self.look.fontscale), show_legend=False,
+                             shared_axes=False, framewise=True,
+                             xlabel="normalised SD × cos(angle)", ylabel="normalised SD × sin",
+                             fontscale=self.look.fontscale, bgcolor=self.look.bg)
 
     def site_card(self, site: str, scenario: int, models: list[str]) -> str:
         """HTML facts about the selected site, escaped.
@@ -594,6 +605,11 @@ _MapStream = hv.streams.Stream.define("MapSelection", metric="misfit_reduction",
 def _alert(text: str, kind: str) -> str:
     """A Bootstrap alert box holding ``text`` escaped (file text is untrusted)."""
     return f'<div class="alert alert-{kind}" role="alert">{escape(text)}</div>'
+
+
+#: One date formatter for every time axis (a new Bokeh model per frame would defeat the
+#: option templates).
+_DATES = DatetimeTickFormatter()
 
 
 def _closed_band(x: np.ndarray, lower: np.ndarray, upper: np.ndarray
