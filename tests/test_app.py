@@ -334,3 +334,48 @@ def test_about_names_metrics_and_attributions():
                  "1 − RMSE_post / RMSE_prior", "spread reduction", "insufficient data",
                  "synthetic"):
         assert text in ABOUT_MD, text
+
+
+def test_prefetch_reads_every_site_file_once(archive_root, monkeypatch):
+    import loaders.archive as archive_module
+
+    archive_module.clear_cache()
+    context = get_context(archive_root, refresh=True)
+    reads: list[str] = []
+    real_open = archive_module.open_site_run
+    monkeypatch.setattr(archive_module, "open_site_run",
+                        lambda path: reads.append(path) or real_open(path))
+    count = context.prefetch()
+    runs = context.archive.site_runs
+    readable = [p for p in runs["path"] if p not in context.archive.errors]
+    observed = [s for s in context.archive.sites()
+                if context.archive.observation_path(s) is not None]
+    assert count == len(readable) + len(observed)
+    assert sorted(set(reads)) == sorted(runs["path"])  # every run file, the broken one too
+    # The Sites view's opening series are ready, and opening them reads no file again.
+    reads.clear()
+    models = tuple(context.model_ids())
+    key = (CAL_SITE, "NEE", 1, models)
+    assert key in context._series
+    context.site_series(*key)
+    for path in readable:
+        context.archive.open_run(path)
+    assert reads == []
+    # A stop request ends the prefetch before it reads anything.
+    import threading
+
+    archive_module.clear_cache()
+    stop = threading.Event()
+    stop.set()
+    assert get_context(archive_root, refresh=True).prefetch(stop) == 0
+
+
+def test_runs_by_site_match_a_plain_filter(context):
+    archive = context.archive
+    for site in archive.sites():
+        expected = archive.site_runs[archive.site_runs["site"] == site]
+        got = archive.runs(site=site)
+        assert sorted(got["path"]) == sorted(expected["path"])
+        assert sorted(archive.runs(site=site, scenario=1)["path"]) == sorted(
+            expected[expected["scenario"] == 1]["path"])
+    assert archive.runs(site="XX-Nope").empty
