@@ -129,7 +129,8 @@ class ArchiveContext:
                 count += self.archive.open_run(path) is not None
             if site in sites and 3 * len(sites) <= SERIES_CACHE_SIZE // 2:
                 for variable in SITE_VARIABLES:
-                    _ = self.site_series(site, variable, 1, models).on_obs_days
+                    series = self.site_series(site, variable, 1, models)
+                    _ = series.on_obs_days, series.drawing
         return count
 
     def model_ids(self) -> list[str]:

@@ -34,6 +34,8 @@ class SiteSeries:
         Length of the observation record in days.
     problems : list of str
         Files that could not be read (untrusted text: escape before display).
+    derived : dict
+        Numbers the views derive from the series, cached with it.
     """
 
     obs: pd.DataFrame
@@ -42,6 +44,34 @@ class SiteSeries:
     n_obs_valid: int = 0
     n_days: int = 0
     problems: list[str] = field(default_factory=list)
+    #: Numbers the views derive from this series, kept with it (e.g. Taylor statistics).
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def drawing(self) -> DrawArrays:
+        """The arrays the time series draw (computed once per series)."""
+        empty = np.empty(0, dtype="float32")
+        obs = (empty, empty)
+        band = (empty, empty, empty)
+        if not self.obs.empty:
+            t = epoch_ms(self.obs["time"])
+            value = self.obs["value"].to_numpy(dtype="float64")
+            half = 1.96 * self.obs["unc"].to_numpy(dtype="float64")
+            x, lower, upper = closed_band(t, value - half, value + half)
+            band = (x, lower.astype("float32"), upper.astype("float32"))
+            seen = np.isfinite(value)
+            obs = (t[seen], value[seen].astype("float32"))
+        runs: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+        banded = []
+        if not self.runs.empty:
+            for (model, stage), frame in self.runs.groupby(["model", "stage"], sort=True):
+                lower = frame["lower"].to_numpy(dtype="float32")
+                runs[(str(model), str(stage))] = (
+                    epoch_ms(frame["time"]), frame["value"].to_numpy(dtype="float32"),
+                    lower, frame["upper"].to_numpy(dtype="float32"))
+                if stage == "Posterior" and np.isfinite(lower).any():
+                    banded.append(str(model))
+        return DrawArrays(obs=obs, obs_band=band, runs=runs, banded=tuple(banded))
 
     @cached_property
     def on_obs_days(self) -> ObsAligned:
@@ -57,6 +87,78 @@ class SiteSeries:
                 values[position[found]] = frame["value"].to_numpy(dtype="float64")[found]
                 runs[(str(key[0]), str(key[1]))] = values
         return ObsAligned(time=times.values, month=np.asarray(times.month), obs=obs, runs=runs)
+
+
+@dataclass(frozen=True)
+class DrawArrays:
+    """A series ready to draw: float32 values, times as float32 epoch milliseconds at noon.
+
+    Attributes
+    ----------
+    obs : tuple of numpy.ndarray
+        ``(time, value)`` of the valid observed days.
+    obs_band : tuple of numpy.ndarray
+        ``(time, lower, upper)`` of the observation's 95 % band (± 1.96 σ), shut to zero
+        width on days without data (see :func:`closed_band`).
+    runs : dict
+        ``(model, stage)`` → ``(time, value, lower, upper)``; lower/upper NaN without a band.
+    banded : tuple of str
+        Models whose posterior has a band.
+    """
+
+    obs: tuple[np.ndarray, np.ndarray]
+    obs_band: tuple[np.ndarray, np.ndarray, np.ndarray]
+    runs: dict[tuple[str, str], tuple[np.ndarray, ...]]
+    banded: tuple[str, ...]
+
+
+#: Half a day in milliseconds: daily values are drawn at the middle of their day.
+_NOON_MS = 12 * 3600 * 1000
+
+
+def epoch_ms(times: pd.Series | np.ndarray) -> np.ndarray:
+    """Days as float32 milliseconds since 1970 (Bokeh's datetime axis unit), at their noon.
+
+    Plain numbers with a datetime tick formatter draw the axis two orders of magnitude faster
+    than datetimes (HoloViews converts those one by one). float32 holds today's epoch
+    milliseconds to about two minutes, so a daily value placed at noon (the middle of the day
+    it averages) can never show as the neighbouring date, and every time column of an update
+    is half the bytes of float64.
+    """
+    ms = np.asarray(times, dtype="datetime64[ms]").astype("int64")
+    return (ms - ms % 86_400_000 + _NOON_MS).astype("float32")
+
+
+def closed_band(x: np.ndarray, lower: np.ndarray, upper: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A band with zero width (not NaN) on days without data.
+
+    HoloViews splits an area at every NaN into separate patches, ~15 ms a plot for a gappy
+    flux record; pinching the band shut on missing days draws the same picture (nothing is
+    shaded there) as one patch.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Positions (increasing).
+    lower, upper : numpy.ndarray
+        Band edges, NaN where there is no data.
+
+    Returns
+    -------
+    x, lower, upper : numpy.ndarray
+        The edges are equal on missing days, at the band's mid-line interpolated from the
+        neighbouring days, and unchanged elsewhere; all empty when no day has data.
+    """
+    valid = np.isfinite(lower) & np.isfinite(upper)
+    if valid.all():
+        return x, lower, upper
+    if not valid.any():
+        return np.empty(0), np.empty(0), np.empty(0)
+    mid = np.interp(x[~valid], x[valid], 0.5 * (lower[valid] + upper[valid]))
+    lower, upper = lower.copy(), upper.copy()
+    lower[~valid] = upper[~valid] = mid
+    return x, lower, upper
 
 
 @dataclass(frozen=True)

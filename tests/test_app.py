@@ -88,7 +88,7 @@ def test_timeseries_follow_the_selected_site(context):
 
 
 def test_closed_band_pins_gaps_shut():
-    from dashboard.views.sites import _closed_band
+    from dashboard.sitedata import closed_band as _closed_band
 
     x = np.arange(6.0)
     lower = np.array([0.0, 1.0, np.nan, np.nan, 3.0, np.nan])

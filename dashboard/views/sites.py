@@ -324,42 +324,30 @@ class SitesView(pn.viewable.Viewer):
         ylabel = f"{variable} ({data.units})" if data.units else variable
         vdim = hv.Dimension(variable, label=ylabel)
         tdim = hv.Dimension("time", label="date")
-        runs = data.runs
-        frames = dict(iter(runs.groupby(["model", "stage"]))) if not runs.empty else {}
-        shown = sorted(runs["model"].unique()) if not runs.empty else []
-        empty = np.empty(0)
+        drawing = data.drawing
+        shown = sorted({model for model, _ in drawing.runs})
+        empty = np.empty(0, dtype="float32")
         # The observation uncertainty is one shaded band: far cheaper to draw than an error
         # bar per day, and it reads as the envelope it is.
-        obs = data.obs
-        t_all = _epoch_ms(obs["time"]) if not obs.empty else empty
-        half = 1.96 * obs["unc"].to_numpy(dtype=float) if not obs.empty else empty
-        centre = obs["value"].to_numpy(dtype=float) if not obs.empty else empty
-        t_band, lower, upper = _closed_band(t_all, centre - half, centre + half)
         layers: list[hv.Element] = [
-            self._element(hv.Area, (t_band, _f32(lower), _f32(upper)), tdim,
-                          [vdim, "obs_upper"], label="observation uncertainty",
-                          color=self.look.obs_colour, alpha=0.15, line_alpha=0)]
+            self._element(hv.Area, drawing.obs_band, tdim, [vdim, "obs_upper"],
+                          label="observation uncertainty", color=self.look.obs_colour,
+                          alpha=0.15, line_alpha=0)]
         # A fixed number of band slots (coloured per frame) keeps the plot's structure fixed.
-        banded = [m for m in shown if (m, "Posterior") in frames
-                  and frames[(m, "Posterior")]["lower"].notna().any()]
-        banded = banded if len(shown) <= MAX_BANDS else []
+        banded = list(drawing.banded) if len(shown) <= MAX_BANDS else []
         for slot in range(MAX_BANDS):
-            frame = frames[(banded[slot], "Posterior")] if slot < len(banded) else None
-            data_ = ((_epoch_ms(frame["time"]), _f32(frame["lower"]), _f32(frame["upper"]))
-                     if frame is not None else (empty, empty, empty))
-            colour = (model_colour(banded[slot], all_models) if frame is not None
-                      else self.look.obs_colour)
+            model = banded[slot] if slot < len(banded) else None
+            data_ = ((drawing.runs[(model, "Posterior")][0],
+                      *drawing.runs[(model, "Posterior")][2:]) if model is not None
+                     else (empty, empty, empty))
+            colour = model_colour(model, all_models) if model else self.look.obs_colour
             layers.append(self._element(hv.Area, data_, tdim, [vdim, "upper"],
                                         label="posterior band", color=colour, alpha=0.18,
                                         line_alpha=0))
-        curves = {key: (_epoch_ms(frame["time"]), _f32(frame["value"]))
-                  for key, frame in frames.items()}
+        curves = {key: arrays[:2] for key, arrays in drawing.runs.items()}
         layers += self._model_curves(curves, [tdim, vdim])
-        obs = obs.dropna(subset=["value"]) if not obs.empty else obs
-        t_obs = _epoch_ms(obs["time"]) if not obs.empty else empty
-        values = _f32(obs["value"]) if not obs.empty else empty
         layers.append(self._element(
-            hv.Scatter, (t_obs, values), tdim, vdim, label="observations",
+            hv.Scatter, drawing.obs, tdim, vdim, label="observations",
             color=self.look.obs_colour, size=3 * self.look.fontscale, tools=["hover"],
             hover_tooltips=[("date", "@time{%F}"), (variable, f"@{{{variable}}}")],
             hover_formatters={"@time": "datetime"}))
@@ -463,8 +451,10 @@ class SitesView(pn.viewable.Viewer):
         from dashboard.metrics import taylor_statistics
 
         data = self.series(site, variable, scenario, models)
-        aligned = data.on_obs_days
         min_n = _min_n()
+        if ("taylor", min_n) in data.derived:  # computed once per series
+            return data.derived[("taylor", min_n)].copy()
+        aligned = data.on_obs_days
         stats = []
         obs = xr.DataArray(aligned.obs, coords={"time": aligned.time}, dims="time")
         for (model, stage), values in aligned.runs.items():
@@ -474,7 +464,9 @@ class SitesView(pn.viewable.Viewer):
                 angle = np.arccos(np.clip(t["r"], -1, 1))
                 stats.append({"model": model, "stage": stage, "x": sd * np.cos(angle),
                               "y": sd * np.sin(angle), "r": t["r"], "sd": sd, "n": t["n"]})
-        return pd.DataFrame(stats, columns=["model", "stage", "x", "y", "r", "sd", "n"])
+        frame = pd.DataFrame(stats, columns=["model", "stage", "x", "y", "r", "sd", "n"])
+        data.derived[("taylor", min_n)] = frame
+        return frame.copy()
 
     def taylor(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
         """Taylor diagram: normalised SD (radius) and correlation (angle).
@@ -610,63 +602,6 @@ def _alert(text: str, kind: str) -> str:
 #: One date formatter for every time axis (a new Bokeh model per frame would defeat the
 #: option templates).
 _DATES = DatetimeTickFormatter()
-
-
-def _closed_band(x: np.ndarray, lower: np.ndarray, upper: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A band with zero width (not NaN) on days without data.
-
-    HoloViews splits an area at every NaN into separate patches, ~15 ms a plot for a gappy
-    flux record; pinching the band shut on missing days draws the same picture (nothing is
-    shaded there) as one patch.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        Positions (increasing).
-    lower, upper : numpy.ndarray
-        Band edges, NaN where there is no data.
-
-    Returns
-    -------
-    x, lower, upper : numpy.ndarray
-        The edges are equal on missing days, at the band's mid-line interpolated from the
-        neighbouring days, and unchanged elsewhere; all empty when no day has data.
-    """
-    valid = np.isfinite(lower) & np.isfinite(upper)
-    if valid.all():
-        return x, lower, upper
-    if not valid.any():
-        return np.empty(0), np.empty(0), np.empty(0)
-    mid = np.interp(x[~valid], x[valid], 0.5 * (lower[valid] + upper[valid]))
-    lower, upper = lower.copy(), upper.copy()
-    lower[~valid] = upper[~valid] = mid
-    return x, lower, upper
-
-
-def _f32(values: pd.Series | np.ndarray) -> np.ndarray:
-    """Values to draw, as float32: half the bytes on the wire and ample for a plot.
-
-    Time stays float64 milliseconds, which float32 cannot hold to the day.
-    """
-    return np.asarray(values, dtype="float32")
-
-
-#: Half a day in milliseconds: daily values are drawn at the middle of their day.
-_NOON_MS = 12 * 3600 * 1000
-
-
-def _epoch_ms(times: pd.Series | np.ndarray) -> np.ndarray:
-    """Days as float32 milliseconds since 1970 (Bokeh's datetime axis unit), at their noon.
-
-    Plain numbers with a datetime tick formatter draw the axis two orders of magnitude faster
-    than datetimes (HoloViews converts those one by one). float32 holds today's epoch
-    milliseconds to about two minutes, so a daily value placed at noon (the middle of the day
-    it averages) can never show as the neighbouring date, and every time column of an update
-    is half the bytes of float64.
-    """
-    ms = np.asarray(times, dtype="datetime64[ms]").astype("int64")
-    return (ms - ms % 86_400_000 + _NOON_MS).astype("float32")
 
 
 def _arrow_segments(x0: float, y0: float, x1: float, y1: float
