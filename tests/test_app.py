@@ -379,3 +379,11 @@ def test_runs_by_site_match_a_plain_filter(context):
         assert sorted(archive.runs(site=site, scenario=1)["path"]) == sorted(
             expected[expected["scenario"] == 1]["path"])
     assert archive.runs(site="XX-Nope").empty
+
+
+def test_site_card_escapes_file_messages(context):
+    view = SitesView(selection=Selection(site=CAL_SITE, scenario=2), context=context)
+    card = view.site_card(CAL_SITE, 2, [])
+    assert "onerror=alert(1)" in html.unescape(card)  # the hostile run's message is shown ...
+    assert "<script>" not in card and "<img" not in card  # ... as text, never as markup
+    assert "&lt;script&gt;" in card

@@ -594,9 +594,18 @@ _MapStream = hv.streams.Stream.define("MapSelection", metric="misfit_reduction",
                                       scenario=1, stage="Posterior", models=[])
 
 
+#: Alert colours (background, text) inlined: the site card renders inside a shadow root that
+#: the page's Bootstrap classes do not reach.
+_ALERT_COLOURS = {"info": ("#cff4fc", "#055160"), "warning": ("#fff3cd", "#664d03"),
+                  "danger": ("#f8d7da", "#58151c")}
+
+
 def _alert(text: str, kind: str) -> str:
-    """A Bootstrap alert box holding ``text`` escaped (file text is untrusted)."""
-    return f'<div class="alert alert-{kind}" role="alert">{escape(text)}</div>'
+    """An alert box holding ``text`` escaped (file text is untrusted)."""
+    background, colour = _ALERT_COLOURS.get(kind, _ALERT_COLOURS["info"])
+    return (f'<div class="alert alert-{kind}" role="alert" style="background:{background};'
+            f'color:{colour};padding:4px 8px;margin:6px 0;border-radius:4px">'
+            f'{escape(text)}</div>')
 
 
 #: One date formatter for every time axis (a new Bokeh model per frame would defeat the
