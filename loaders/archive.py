@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -25,9 +26,20 @@ from loaders.readers import (
     read_parameters,
 )
 
+
+def _cache_size(default: int = 2048) -> int:
+    value = os.environ.get("CALLMIP_CACHE_FILES", "")
+    try:
+        return max(1, int(value)) if value.strip() else default
+    except ValueError:
+        warnings.warn(f"CALLMIP_CACHE_FILES={value!r} is not a number; keeping {default} files",
+                      stacklevel=2)
+        return default
+
+
 #: How many opened site runs / observation files one process keeps in memory (about 1–2 MB
 #: each for a 19-year daily run); ``CALLMIP_CACHE_FILES`` overrides it.
-CACHE_SIZE = int(os.environ.get("CALLMIP_CACHE_FILES", "2048"))
+CACHE_SIZE = _cache_size()
 
 
 @lru_cache(maxsize=CACHE_SIZE)
