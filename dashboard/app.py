@@ -124,9 +124,7 @@ def create_app(data_root: str, *, theme: str | None = None,
     selection = Selection()
     problems = _bind_url(selection, context)
     if not selection.site and context.archive.sites():
-        obs_sites = [s for s in context.archive.sites()
-                     if context.archive.observation_path(s) is not None]
-        candidates = obs_sites or context.archive.sites()
+        candidates = context.observed_sites() or context.archive.sites()
         # DK-Sor is the protocol's test site (Phase 1a); else the first site with observations.
         selection.site = "DK-Sor" if "DK-Sor" in candidates else candidates[0]
 

@@ -86,6 +86,12 @@ class ArchiveContext:
                 self._series.popitem(last=False)
         return value
 
+    def observed_sites(self) -> list[str]:
+        """Sites with an observation file, DK-Sor (the protocol's test site) first."""
+        sites = [s for s in self.archive.sites()
+                 if self.archive.observation_path(s) is not None]
+        return sorted(sites, key=lambda s: s != "DK-Sor")
+
     def clear_series(self) -> None:
         """Forget the per-site series (the files stay in the archive's cache)."""
         with self._series_lock:
@@ -111,23 +117,19 @@ class ArchiveContext:
         """
         from loaders.archive import CACHE_SIZE
 
-        runs = self.archive.site_runs
         models = tuple(self.model_ids())
-        sites = [s for s in self.archive.sites()
-                 if self.archive.observation_path(s) is not None]
-        if len(runs) + len(sites) > CACHE_SIZE:
+        sites = self.observed_sites()  # the app opens on the first
+        if len(self.archive.site_runs) + len(sites) > CACHE_SIZE:
             return 0
-        if "DK-Sor" in sites:  # the app opens on DK-Sor
-            sites.insert(0, sites.pop(sites.index("DK-Sor")))
-        ordered = sites + [s for s in self.archive.sites() if s not in sites]
+        with_series = len(SITE_VARIABLES) * len(sites) <= SERIES_CACHE_SIZE // 2
         count = 0
-        for site in ordered:
+        for site in sites + [s for s in self.archive.sites() if s not in sites]:
             if stop is not None and stop.is_set():
                 break
             count += self.archive.open_observations(site) is not None
-            for path in runs.loc[runs["site"] == site, "path"]:
+            for path in self.archive.runs(site=site)["path"]:
                 count += self.archive.open_run(path) is not None
-            if site in sites and 3 * len(sites) <= SERIES_CACHE_SIZE // 2:
+            if with_series and site in sites:
                 for variable in SITE_VARIABLES:
                     series = self.site_series(site, variable, 1, models)
                     _ = series.on_obs_days, series.drawing

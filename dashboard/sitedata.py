@@ -48,6 +48,14 @@ class SiteSeries:
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
+    def by_run(self) -> dict[tuple[str, str], pd.DataFrame]:
+        """The rows of each ``(model, stage)``, sorted by model then stage."""
+        if self.runs.empty:
+            return {}
+        return {(str(model), str(stage)): frame
+                for (model, stage), frame in self.runs.groupby(["model", "stage"], sort=True)}
+
+    @cached_property
     def drawing(self) -> DrawArrays:
         """The arrays the time series draw (computed once per series)."""
         empty = np.empty(0, dtype="float32")
@@ -63,14 +71,13 @@ class SiteSeries:
             obs = (t[seen], value[seen].astype("float32"))
         runs: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
         banded = []
-        if not self.runs.empty:
-            for (model, stage), frame in self.runs.groupby(["model", "stage"], sort=True):
-                lower = frame["lower"].to_numpy(dtype="float32")
-                runs[(str(model), str(stage))] = (
-                    epoch_ms(frame["time"]), frame["value"].to_numpy(dtype="float32"),
-                    lower, frame["upper"].to_numpy(dtype="float32"))
-                if stage == "Posterior" and np.isfinite(lower).any():
-                    banded.append(str(model))
+        for (model, stage), frame in self.by_run.items():
+            lower = frame["lower"].to_numpy(dtype="float32")
+            runs[(model, stage)] = (epoch_ms(frame["time"]),
+                                    frame["value"].to_numpy(dtype="float32"),
+                                    lower, frame["upper"].to_numpy(dtype="float32"))
+            if stage == "Posterior" and np.isfinite(lower).any():
+                banded.append(model)
         return DrawArrays(obs=obs, obs_band=band, runs=runs, banded=tuple(banded))
 
     @cached_property
@@ -79,13 +86,12 @@ class SiteSeries:
         times = pd.DatetimeIndex(self.obs["time"]) if not self.obs.empty else pd.DatetimeIndex([])
         obs = self.obs["value"].to_numpy(dtype="float64") if not self.obs.empty else np.empty(0)
         runs: dict[tuple[str, str], np.ndarray] = {}
-        if not self.runs.empty and len(times):
-            for key, frame in self.runs.groupby(["model", "stage"], sort=True):
-                position = times.get_indexer(pd.DatetimeIndex(frame["time"]))
-                found = position >= 0
-                values = np.full(len(times), np.nan)
-                values[position[found]] = frame["value"].to_numpy(dtype="float64")[found]
-                runs[(str(key[0]), str(key[1]))] = values
+        for key, frame in self.by_run.items() if len(times) else ():
+            position = times.get_indexer(pd.DatetimeIndex(frame["time"]))
+            found = position >= 0
+            values = np.full(len(times), np.nan)
+            values[position[found]] = frame["value"].to_numpy(dtype="float64")[found]
+            runs[key] = values
         return ObsAligned(time=times.values, month=np.asarray(times.month), obs=obs, runs=runs)
 
 

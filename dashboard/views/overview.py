@@ -15,6 +15,7 @@ import panel as pn
 import param
 
 from dashboard.context import ArchiveContext
+from dashboard.metrics.common import DEFAULT_MIN_N
 from dashboard.state import Selection
 from dashboard.views.style import DIVERGING, Look, for_holoviews, safe_message
 
@@ -105,7 +106,7 @@ class OverviewView(pn.viewable.Viewer):
         t["insufficient"] = t["insufficient"].astype(bool)
         t.loc[t["insufficient"], "misfit_reduction"] = np.nan
         t["label"] = [
-            f"n={int(n)}<{_min_n()}" if bad else f"{v:+.2f}"
+            f"n={int(n)}<{DEFAULT_MIN_N}" if bad else f"{v:+.2f}"
             for v, n, bad in zip(t["misfit_reduction"], t["n"].fillna(0), t["insufficient"],
                                  strict=True)
         ]
@@ -196,8 +197,3 @@ class OverviewView(pn.viewable.Viewer):
             broken_pane,
             sizing_mode="stretch_width")
 
-
-def _min_n() -> int:
-    from dashboard.views.sites import _min_n as min_n
-
-    return min_n()

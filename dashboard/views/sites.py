@@ -17,6 +17,9 @@ import xarray as xr
 from bokeh.models import DatetimeTickFormatter
 
 from dashboard.context import ArchiveContext
+from dashboard.metrics import taylor_statistics
+from dashboard.metrics.common import DEFAULT_MIN_N
+from dashboard.metrics.diagrams import MONTHS, monthly_means
 from dashboard.sitedata import SiteSeries
 from dashboard.state import METRICS, SITE_VARIABLES, Selection
 from dashboard.views.style import (
@@ -30,17 +33,8 @@ from dashboard.views.style import (
 
 #: Metrics whose map colours diverge around 0 (reductions).
 REDUCTION_METRICS = ("spread_reduction", "misfit_reduction", "misfit_reduction_chi2")
-MIN_N_DEFAULT = 30
 #: Posterior bands are drawn when at most this many models are shown.
 MAX_BANDS = 3
-
-
-def _min_n() -> int:
-    try:
-        from dashboard.metrics.tables import DEFAULT_MIN_N
-    except ImportError:  # pragma: no cover - metrics package always present when installed
-        return MIN_N_DEFAULT
-    return DEFAULT_MIN_N
 
 
 class SitesView(pn.viewable.Viewer):
@@ -64,8 +58,7 @@ class SitesView(pn.viewable.Viewer):
         self._points_dmap = hv.DynamicMap(self.site_points, streams=[self._map_stream])
         self._tap = hv.streams.Selection1D(source=self._points_dmap)
         self._tap.param.watch(self._on_tap, "index")
-        self._styled: dict[str, hv.Element] = {}
-        self._overlays: dict[str, hv.Overlay] = {}
+        self._styled: dict[str, hv.Element] = {}  # style templates of _element and _overlay
         # Fixed-size blocks of (escaped) HTML whose text is replaced in place, in _on_selection
         # with the plots, so a new selection changes no layout. StaticText sends only the new
         # text; an HTML pane re-sends its stylesheets on every update, and the browser then
@@ -143,9 +136,9 @@ class SitesView(pn.viewable.Viewer):
         return template.clone(data, label=label, **fast)
 
     # ---------------------------------------------------------------- data
-    def models(self) -> list[str]:
-        """Models shown: the selection's, or all of the archive's."""
-        return self.selection.shown_models(self.context.model_ids())
+    def _shown(self, models: list[str]) -> list[str]:
+        """The models to draw: ``models`` if any, else the selection's or all of the archive's."""
+        return models or self.selection.shown_models(self.context.model_ids())
 
     def site_metric_frame(self, metric: str, variable: str, scenario: int, stage: str,
                           models: list[str]) -> pd.DataFrame:
@@ -160,7 +153,7 @@ class SitesView(pn.viewable.Viewer):
             "lon": sites["lon"].values.astype(float), "lat": sites["lat"].values.astype(float),
             "role": sites["role"].values, "igbp": sites["igbp"].values,
         })
-        shown = self.selection.shown_models(self.context.model_ids()) if not models else models
+        shown = self._shown(models)
         value = pd.Series(np.nan, index=frame["site"])
         count = pd.Series(0, index=frame["site"], dtype="int64")
         if metric == "spread_reduction":
@@ -262,8 +255,8 @@ class SitesView(pn.viewable.Viewer):
             s.site = str(frame.iloc[index]["site"])
 
     def series(self, site: str, variable: str, scenario: int, models: list[str]) -> SiteSeries:
-        """The tidy series of a site (cached per archive by the archive's file cache)."""
-        shown = self.selection.shown_models(self.context.model_ids()) if not models else models
+        """The tidy series of a site (shared by every session through the context's cache)."""
+        shown = self._shown(models)
         return self.context.site_series(site, variable, scenario, tuple(shown))
 
     def _overlay(self, layers: list[hv.Element], title: str, **options) -> hv.Overlay:
@@ -274,10 +267,10 @@ class SitesView(pn.viewable.Viewer):
         an overlay's label). Per-frame ``.opts`` grew HoloViews' option store on every update
         and cost ~50 ms a plot.
         """
-        key = repr(sorted(options.items()))
-        template = self._overlays.get(key)
+        key = repr(("Overlay", sorted(options.items())))
+        template = self._styled.get(key)
         if template is None:
-            template = self._overlays[key] = hv.Overlay([]).opts(hv.opts.Overlay(**options))
+            template = self._styled[key] = hv.Overlay([]).opts(hv.opts.Overlay(**options))
         return template.clone(layers, label=title)
 
     def _model_style(self) -> dict:
@@ -360,7 +353,7 @@ class SitesView(pn.viewable.Viewer):
 
     def colour_key(self, site: str, scenario: int, models: list[str]) -> str:
         """HTML key: the models' colours (solid posterior, dashed prior) and the observations."""
-        shown = self.selection.shown_models(self.context.model_ids()) if not models else models
+        shown = self._shown(models)
         all_models = self.context.model_ids()
         items = [f'<span class="key"><span style="color:{self.look.obs_colour}">●</span> '
                  f'observations, shaded ± 1.96 σ</span>']
@@ -376,8 +369,6 @@ class SitesView(pn.viewable.Viewer):
 
         Without observations each run's cycle uses all its days.
         """
-        from dashboard.metrics.diagrams import MONTHS, monthly_means
-
         data = self.series(site, variable, scenario, models)
         vdim = hv.Dimension(variable, label=f"{variable} ({data.units})")
         mdim = hv.Dimension("month")
@@ -391,11 +382,11 @@ class SitesView(pn.viewable.Viewer):
             for key, values in aligned.runs.items():
                 curves[key] = (months, monthly_means(np.where(observed, values, np.nan),
                                                      aligned.month)[0])
-        elif not data.runs.empty:
-            for (model, stage), frame in data.runs.groupby(["model", "stage"], sort=True):
+        else:
+            for key, frame in data.by_run.items():
                 month = np.asarray(pd.DatetimeIndex(frame["time"]).month)
-                curves[(str(model), str(stage))] = (
-                    months, monthly_means(frame["value"].to_numpy(dtype=float), month)[0])
+                curves[key] = (months,
+                               monthly_means(frame["value"].to_numpy(dtype=float), month)[0])
         layers: list[hv.Element] = [
             self._element(hv.Curve, obs_cycle, mdim, vdim, label="observations",
                           color=self.look.obs_colour, line_width=self.look.line_width + 1.5)]
@@ -448,10 +439,8 @@ class SitesView(pn.viewable.Viewer):
     def taylor_frame(self, site: str, variable: str, scenario: int, models: list[str]
                      ) -> pd.DataFrame:
         """Normalised SD, correlation and diagram coordinates per (model, stage)."""
-        from dashboard.metrics import taylor_statistics
-
         data = self.series(site, variable, scenario, models)
-        min_n = _min_n()
+        min_n = DEFAULT_MIN_N
         if ("taylor", min_n) in data.derived:  # computed once per series
             return data.derived[("taylor", min_n)].copy()
         aligned = data.on_obs_days
@@ -541,7 +530,7 @@ class SitesView(pn.viewable.Viewer):
         if row.empty:
             return _alert(f"Unknown site {site!r}.", "danger")
         r = row.iloc[0]
-        min_n = _min_n()
+        min_n = DEFAULT_MIN_N
         lines = [f"<b>{escape(site)}</b> — {escape(r['name'])}, {escape(r['country'])}",
                  f"{escape(r['igbp'])} · {'calibration' if r['role'] == 'Cal' else 'validation'}"
                  f" site · {float(r['lat']):.2f}°, {float(r['lon']):.2f}°"]

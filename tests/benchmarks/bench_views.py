@@ -39,15 +39,6 @@ def _summary(label: str, samples: list[float]) -> str:
             f"   (n={len(samples)})")
 
 
-def _sites_with_obs(context, n_sites: int) -> list[str]:
-    sites = [s for s in context.archive.sites()
-             if context.archive.observation_path(s) is not None]
-    if "DK-Sor" in sites:  # the app's first site: start there so every switch is a change
-        sites.remove("DK-Sor")
-        sites.insert(0, "DK-Sor")
-    return sites[:n_sites]
-
-
 def bench_server(root: str, n_sites: int) -> None:
     """Time the server's part: the Sites view updating its Bokeh models in place."""
     import panel as pn
@@ -65,7 +56,7 @@ def bench_server(root: str, n_sites: int) -> None:
     context.tables()
     print(f"metric tables (first call, may read the disk cache): "
           f"{(time.perf_counter() - t0) * 1000:.0f} ms")
-    sites = _sites_with_obs(context, n_sites)
+    sites = context.observed_sites()[:n_sites]  # the app's first site first
     selection = Selection(site=sites[0])
     view = SitesView(selection=selection, context=context)
     pn.panel(view).get_root(Document(), comm=Comm())
@@ -99,7 +90,7 @@ def bench_browser(root: str, n_sites: int, prefetch: bool) -> None:
         t = time.perf_counter()
         context.prefetch()
         print(f"prefetch of the site files: {(time.perf_counter() - t):.1f} s")
-    sites = _sites_with_obs(context, n_sites)
+    sites = context.observed_sites()[:n_sites]  # the app's first site first
     port = 5960
     server = start_server(root, port=port, address="127.0.0.1", threaded=True)
     time.sleep(1.0)
