@@ -118,6 +118,9 @@ def test_sparse_site_says_how_few_days(context):
     n_valid = int(np.isfinite(context.archive.open_observations(SPARSE_SITE)["NEE"]).sum())
     assert f"{n_valid} valid days" in text
     assert "insufficient" in text
+    # The warning is coloured inline: the card's shadow root does not see Bootstrap's classes.
+    warning = text[text.index('<div class="alert alert-warning"'):]
+    assert "background:#fff3cd" in warning.split(">", 1)[0]
 
 
 def test_map_marks_cal_and_val_and_tap_selects_site(context):
@@ -325,6 +328,8 @@ def test_presentation_mode_enlarges_plots(context):
     app = create_app(str(context.root), theme="dark", presentation=True)
     assert app.theme.__name__.lower().startswith("dark")
     assert any("font-size" in css for css in app.config.raw_css)
+    # A still busy indicator: an animated spinner slowed every update in software rendering.
+    assert isinstance(app.busy_indicator, pn.indicators.BooleanStatus)
 
 
 def test_about_names_metrics_and_attributions():
@@ -387,3 +392,25 @@ def test_site_card_escapes_file_messages(context):
     assert "onerror=alert(1)" in html.unescape(card)  # the hostile run's message is shown ...
     assert "<script>" not in card and "<img" not in card  # ... as text, never as markup
     assert "&lt;script&gt;" in card
+
+
+def test_daily_times_are_drawn_at_noon_and_keep_their_date():
+    from dashboard.sitedata import epoch_ms
+
+    days = pd.date_range("1990-01-01", "2030-12-31", freq="D")
+    drawn = epoch_ms(days)
+    assert drawn.dtype == np.float32
+    back = pd.to_datetime(drawn.astype("float64"), unit="ms")
+    # float32 holds epoch milliseconds to ~2 minutes: at noon that never reaches another date.
+    assert (back.normalize() == days).all()
+    assert (abs(back - (days + pd.Timedelta(hours=12))) < pd.Timedelta(minutes=3)).all()
+
+
+def test_bad_cache_size_setting_warns_and_keeps_the_default(monkeypatch):
+    from loaders.archive import _cache_size
+
+    monkeypatch.setenv("CALLMIP_CACHE_FILES", "many")
+    with pytest.warns(UserWarning, match="CALLMIP_CACHE_FILES='many' is not a number"):
+        assert _cache_size(default=2048) == 2048
+    monkeypatch.setenv("CALLMIP_CACHE_FILES", "64")
+    assert _cache_size() == 64
