@@ -1,8 +1,12 @@
 """The application factory: one new app (selection, widgets, views) per browser session.
 
 ``create_app(data_root)`` builds everything a session needs; nothing session-specific lives at
-module level. The archive, its catalog, opened files and metric tables are shared per process
-(:mod:`dashboard.context`), never per-session objects.
+module level. The archive, its catalog, opened files and metric tables are shared per worker
+process (:mod:`dashboard.service`), never per-session objects.
+
+A session costs little: the page shell (sidebar and header) is sent first and the active view is
+built only once the browser has loaded the page (``defer_load``), so a request whose browser has
+gone builds no plots; the other views are built when first opened.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import panel as pn
 from bokeh.core.validation import silence
 from bokeh.core.validation.warnings import FIXED_SIZING_MODE
 
-from dashboard.context import ArchiveContext, get_context
+from dashboard import queries
+from dashboard.service import DataService, get_service
 from dashboard.state import METRICS, SITE_VARIABLES, UNOBSERVED_VARIABLES, VIEWS, Selection
 from dashboard.urlstate import query_from_selection, selection_from_query
 from dashboard.views.about import AboutView
@@ -48,16 +53,22 @@ def _session_args() -> dict[str, list[bytes]]:
         return {}
 
 
+def _in_server_session() -> bool:
+    """Whether a server builds this app for a browser session (not a test building models)."""
+    document = pn.state.curdoc
+    return document is not None and document.session_context is not None
+
+
 def _flag(args: dict, name: str) -> str:
     values = args.get(name) or [b""]
     value = values[-1]
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def build_widgets(selection: Selection, context: ArchiveContext) -> list[pn.viewable.Viewable]:
+def build_widgets(selection: Selection, service: DataService) -> list[pn.viewable.Viewable]:
     """Sidebar widgets bound to the session's selection (created per session)."""
-    models = context.model_ids()
-    sites = [s for s in context.sites["site_id"]]
+    models = service.model_ids()
+    sites = queries.site_order(service)
     view = pn.widgets.RadioButtonGroup.from_param(
         selection.param.view, options={VIEW_LABELS[v]: v for v in VIEWS},
         orientation="vertical", name="View")
@@ -71,7 +82,7 @@ def build_widgets(selection: Selection, context: ArchiveContext) -> list[pn.view
         selection.param.models, options=models, name="Models (empty = all)",
         placeholder="all models")
     scenario = pn.widgets.Select.from_param(selection.param.scenario,
-                                            options=context.scenarios(), name="Scenario")
+                                            options=service.scenarios(), name="Scenario")
     stage = pn.widgets.RadioButtonGroup.from_param(selection.param.stage, name="Stage")
     metric = pn.widgets.Select.from_param(
         selection.param.metric, options={label: key for key, label in METRICS.items()},
@@ -79,11 +90,11 @@ def build_widgets(selection: Selection, context: ArchiveContext) -> list[pn.view
     return [view, site, variable, model_pick, scenario, stage, metric]
 
 
-def _bind_url(selection: Selection, context: ArchiveContext) -> list[str]:
+def _bind_url(selection: Selection, service: DataService) -> list[str]:
     """Restore the selection from the URL and keep the URL up to date; return problems."""
     problems = selection_from_query(selection, _session_args(),
-                                    sites=list(context.sites["site_id"]),
-                                    models=context.model_ids())
+                                    sites=list(service.sites["site_id"]),
+                                    models=service.model_ids(), scenarios=service.scenarios())
     location = pn.state.location
     if location is None:
         return problems
@@ -120,29 +131,30 @@ def create_app(data_root: str, *, theme: str | None = None,
     if presentation is None:
         presentation = _flag(args, "present") in ("1", "true", "yes")
     look = Look(theme=theme, presentation=presentation)
-    context = get_context(data_root)
+    service = get_service(data_root)
     selection = Selection()
-    problems = _bind_url(selection, context)
-    if not selection.site and context.archive.sites():
-        candidates = context.observed_sites() or context.archive.sites()
+    problems = _bind_url(selection, service)
+    if not selection.site and service.archive.sites():
+        candidates = service.observed_sites() or service.archive.sites()
         # DK-Sor is the protocol's test site (Phase 1a); else the first site with observations.
         selection.site = "DK-Sor" if "DK-Sor" in candidates else candidates[0]
 
-    views = {
-        "overview": OverviewView(selection=selection, context=context, look=look),
-        "sites": SitesView(selection=selection, context=context, look=look),
-    }
+    view_classes = {"overview": OverviewView, "sites": SitesView}
+    views: dict[str, pn.viewable.Viewer] = {}  # built when first shown
 
     def render(view: str) -> pn.viewable.Viewable:
-        if view in views:
-            return views[view]
-        return safe_message(f"The {VIEW_LABELS[view]} view is not part of this release yet; "
-                            "see the README for the roadmap.", "info")
+        if view not in view_classes:
+            return safe_message(f"The {VIEW_LABELS[view]} view is not part of this release "
+                                "yet; see the README for the roadmap.", "info")
+        if view not in views:
+            views[view] = view_classes[view](selection=selection, service=service, look=look)
+        return views[view]
 
     main = pn.Column(*[safe_message(p, "warning") for p in problems],
-                     pn.panel(pn.bind(render, selection.param.view), loading_indicator=True),
+                     pn.panel(pn.bind(render, selection.param.view), loading_indicator=True,
+                              defer_load=_in_server_session()),
                      sizing_mode="stretch_width")
-    widgets = build_widgets(selection, context)
+    widgets = build_widgets(selection, service)
     toggle = pn.widgets.Toggle(label="Presentation mode", value=presentation)
     theme_switch = pn.widgets.RadioButtonGroup(label="Theme", options=["light", "dark"],
                                                value=theme)
@@ -157,8 +169,8 @@ def create_app(data_root: str, *, theme: str | None = None,
     about = pn.Card(AboutView(selection=selection), title="About CalLMIP and the metrics",
                     collapsed=True, sizing_mode="stretch_width")
     root_note = pn.pane.HTML(
-        f'<small>{len(context.archive.catalog)} files · {len(context.model_ids())} models · '
-        f'{len(context.archive.sites())} sites</small>')
+        f'<small>{len(service.archive.catalog)} files · {len(service.model_ids())} models · '
+        f'{len(service.archive.sites())} sites</small>')
     # A still busy indicator (a dot that fills while the server works): the default spinner's
     # animation kept a core busy in software-rendered browsers (VMs, screen sharing), slowing
     # every update by ~40 % on this machine. (Panel warns that a widget passed to a parameter

@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="open a browser tab")
     p.add_argument("--allow-websocket-origin", action="append", default=None,
                    metavar="HOST[:PORT]", help="websocket origin to accept (repeatable)")
-    p.add_argument("--num-procs", type=int, default=1, help="worker processes (hosted mode)")
+    p.add_argument("--num-procs", type=int, default=1,
+                   help="worker processes sharing the port (default 1; 0 = one per core)")
+    p.add_argument("--num-threads", type=int, default=None,
+                   help="threads per worker for session callbacks (default: none)")
+    p.add_argument("--cache-mb", type=float, default=None,
+                   help="memory a worker keeps for opened files and series, in MB "
+                        "(default: $CALLMIP_CACHE_MB or 512)")
     p.add_argument("--warm", action="store_true",
                    help="build one app before serving (pays imports and first render once)")
 
@@ -176,7 +182,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     return serve(data_root=args.data_root, port=args.port, address=args.address,
                  show=args.show, allow_websocket_origin=args.allow_websocket_origin,
-                 num_procs=args.num_procs, warm=args.warm)
+                 num_procs=args.num_procs, num_threads=args.num_threads,
+                 cache_mb=args.cache_mb, warm=args.warm)
 
 
 COMMANDS = {

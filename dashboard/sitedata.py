@@ -47,6 +47,36 @@ class SiteSeries:
     #: Numbers the views derive from this series, kept with it (e.g. Taylor statistics).
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def prepare(self) -> SiteSeries:
+        """Compute the arrays the views draw now (once), and make every array read-only.
+
+        A prepared series is shared by every session of a process: read-only arrays make an
+        accidental in-place change fail loudly instead of changing what others see.
+        """
+        for frame in (self.obs, self.runs):
+            for column in frame.columns:
+                values = frame[column].to_numpy()
+                if isinstance(values, np.ndarray) and values.dtype != object:
+                    values.flags.writeable = False
+        _ = self.drawing, self.on_obs_days
+        return self
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the series and what was derived from it so far, in bytes."""
+        total = int(self.obs.memory_usage(deep=False).sum()
+                    + self.runs.memory_usage(deep=False).sum())
+        drawing = self.__dict__.get("drawing")
+        if drawing is not None:
+            arrays = [*drawing.obs, *drawing.obs_band]
+            arrays += [a for run in drawing.runs.values() for a in run]
+            total += sum(a.nbytes for a in arrays)
+        aligned = self.__dict__.get("on_obs_days")
+        if aligned is not None:
+            total += aligned.time.nbytes + aligned.month.nbytes + aligned.obs.nbytes
+            total += sum(v.nbytes for v in aligned.runs.values())
+        return total
+
     @cached_property
     def by_run(self) -> dict[tuple[str, str], pd.DataFrame]:
         """The rows of each ``(model, stage)``, sorted by model then stage."""

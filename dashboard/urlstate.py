@@ -27,8 +27,12 @@ def _text(value: Any) -> str:
 
 def selection_from_query(selection: Selection, query: Mapping[str, Any],
                          *, sites: list[str] | None = None,
-                         models: list[str] | None = None) -> list[str]:
+                         models: list[str] | None = None,
+                         scenarios: list[int] | None = None) -> list[str]:
     """Apply URL query values to ``selection``; return a message for each value ignored.
+
+    Never raises: a value that is malformed, unknown or out of range is reported and the
+    selection keeps its default for it.
 
     Parameters
     ----------
@@ -38,6 +42,8 @@ def selection_from_query(selection: Selection, query: Mapping[str, Any],
         Query arguments, values as str, bytes or lists of them (``pn.state.session_args``).
     sites, models : list of str, optional
         Known site ids and model ids; unknown ones are reported and dropped.
+    scenarios : list of int, optional
+        Scenarios present in the archive; another scenario is reported and ignored.
 
     Returns
     -------
@@ -50,31 +56,54 @@ def selection_from_query(selection: Selection, query: Mapping[str, Any],
         if name not in query:
             continue
         raw = _text(query[name])
-        if name == "models":
-            wanted = [m.strip() for m in raw.split(",") if m.strip()]
-            unknown = [m for m in wanted if models is not None and m not in models]
-            if unknown:
-                problems.append(f"unknown model(s) in URL: {', '.join(unknown)}")
-            updates["models"] = [m for m in wanted if m not in unknown]
-            continue
-        if name == "scenario":
-            try:
-                updates["scenario"] = int(raw)
-            except ValueError:
-                problems.append(f"scenario must be an integer, not {raw!r}")
-            continue
-        if name == "site" and sites is not None and raw and raw not in sites:
-            problems.append(f"unknown site in URL: {raw!r}")
-            continue
-        parameter = selection.param[name]
-        objects = getattr(parameter, "objects", None)
-        if objects and raw not in objects:
-            problems.append(f"{name}={raw!r} is not one of {', '.join(map(str, objects))}")
-            continue
-        updates[name] = raw
+        value, problem = _parse(selection, name, raw, sites=sites, models=models,
+                                scenarios=scenarios)
+        if problem:
+            problems.append(problem)
+        if value is not _IGNORED:
+            updates[name] = value
     if updates:
         selection.param.update(**updates)
     return problems
+
+
+_IGNORED = object()
+
+
+def _shorten(raw: str, limit: int = 60) -> str:
+    return raw if len(raw) <= limit else raw[:limit] + "…"
+
+
+def _parse(selection: Selection, name: str, raw: str, *, sites: list[str] | None,
+           models: list[str] | None, scenarios: list[int] | None) -> tuple[Any, str]:
+    """The value of one URL parameter, or ``_IGNORED``, and a problem message (or "")."""
+    if name == "models":
+        wanted = [m.strip() for m in raw.split(",") if m.strip()]
+        unknown = [m for m in wanted if models is not None and m not in models]
+        problem = (f"unknown model(s) in URL: {_shorten(', '.join(unknown))}" if unknown
+                   else "")
+        return [m for m in wanted if m not in unknown], problem
+    if name == "scenario":
+        try:
+            scenario = int(raw)
+        except ValueError:
+            return _IGNORED, f"scenario must be an integer, not {_shorten(raw)!r}"
+        known = scenarios if scenarios is not None else range(1, 7)
+        if scenario not in known:
+            offered = ", ".join(str(k) for k in (scenarios or range(1, 7)))
+            return _IGNORED, f"scenario {scenario} is not in this archive (scenarios: {offered})"
+        return scenario, ""
+    if name == "site" and sites is not None and raw and raw not in sites:
+        return _IGNORED, f"unknown site in URL: {_shorten(raw)!r}"
+    objects = getattr(selection.param[name], "objects", None)
+    if objects and raw not in objects:
+        return _IGNORED, (f"{name}={_shorten(raw)!r} is not one of "
+                          f"{', '.join(map(str, objects))}")
+    try:  # the parameter's own validation has the last word
+        selection.param[name]._validate(raw)
+    except (ValueError, TypeError) as exc:
+        return _IGNORED, f"{name}={_shorten(raw)!r} is not valid: {exc}"
+    return raw, ""
 
 
 def query_from_selection(selection: Selection) -> dict[str, str]:

@@ -1,22 +1,23 @@
 """An archive: a catalog plus cached, lazy access to the files it lists.
 
 Files are opened only when asked for, once per process (keyed by path, size and modification
-time, with a bound on how many are kept), under one lock because NetCDF/HDF5 reads are not
-thread-safe. A file that cannot be read is recorded in :attr:`Archive.errors` with its message;
-callers get ``None`` (or skip it) and everything else keeps working.
+time, in a cache bounded in bytes: :mod:`loaders.cache`), under one lock because NetCDF/HDF5
+reads are not thread-safe. A file that cannot be read is recorded in :attr:`Archive.errors`
+with its message; callers get ``None`` (or skip it) and everything else keeps working.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import warnings
-from functools import cached_property, lru_cache
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
+from loaders.cache import ByteLRU, cache_bytes
 from loaders.catalog import build_catalog
 from loaders.readers import (
     _READ_LOCK,
@@ -26,44 +27,38 @@ from loaders.readers import (
     read_parameters,
 )
 
-
-def _cache_size(default: int = 2048) -> int:
-    value = os.environ.get("CALLMIP_CACHE_FILES", "")
-    try:
-        return max(1, int(value)) if value.strip() else default
-    except ValueError:
-        warnings.warn(f"CALLMIP_CACHE_FILES={value!r} is not a number; keeping {default} files",
-                      stacklevel=2)
-        return default
+_FILE_CACHE: ByteLRU | None = None
+_FILE_CACHE_PID: int | None = None
 
 
-#: How many opened site runs / observation files one process keeps in memory (about 1–2 MB
-#: each for a 19-year daily run); ``CALLMIP_CACHE_FILES`` overrides it.
-CACHE_SIZE = _cache_size()
+def file_cache() -> ByteLRU:
+    """The process's cache of opened files, bounded in bytes (``$CALLMIP_CACHE_MB``).
 
-
-@lru_cache(maxsize=CACHE_SIZE)
-def _cached_site_run(path: str, size: int | None, mtime: float | None) -> xr.Dataset:
-    with _READ_LOCK:
-        return open_site_run(path)
-
-
-@lru_cache(maxsize=CACHE_SIZE)
-def _cached_observations(path: str, size: int | None, mtime: float | None) -> xr.Dataset:
-    with _READ_LOCK:
-        return open_observations(path)
-
-
-@lru_cache(maxsize=64)
-def _cached_parameters(path: str, size: int | None, mtime: float | None) -> pd.DataFrame:
-    return read_parameters(path)
+    One per process: a forked worker starts with an empty cache of its own.
+    """
+    global _FILE_CACHE, _FILE_CACHE_PID
+    if _FILE_CACHE is None or _FILE_CACHE_PID != os.getpid():
+        _FILE_CACHE, _FILE_CACHE_PID = ByteLRU(cache_bytes()), os.getpid()
+    return _FILE_CACHE
 
 
 def clear_cache() -> None:
-    """Forget every opened file (for tests and after files change in place)."""
-    _cached_site_run.cache_clear()
-    _cached_observations.cache_clear()
-    _cached_parameters.cache_clear()
+    """Forget every opened file of this process (for tests and after files change in place)."""
+    file_cache().clear()
+
+
+def _opened(kind: str, key: tuple[str, int | None, float | None],
+            cache: ByteLRU, reader: Callable[[str], object]) -> object:
+    """``reader(path)`` through ``cache``, keyed by kind, path, size and mtime.
+
+    NetCDF/HDF5 reads hold the process's read lock; a cached result is shared, so callers
+    must not modify it.
+    """
+    def read() -> object:
+        with _READ_LOCK:
+            return reader(key[0])
+
+    return cache.get_or_compute((kind, *key), read)
 
 
 class Archive:
@@ -75,11 +70,15 @@ class Archive:
         Data folder (or fsspec URL).
     catalog : pandas.DataFrame, optional
         A catalog already built for ``root``.
+    cache : loaders.cache.ByteLRU, optional
+        Where opened files are kept; default the process's :func:`file_cache`.
     """
 
-    def __init__(self, root: str | os.PathLike[str], catalog: pd.DataFrame | None = None):
+    def __init__(self, root: str | os.PathLike[str], catalog: pd.DataFrame | None = None,
+                 *, cache: ByteLRU | None = None):
         self.root = str(root)
         self.catalog = build_catalog(root) if catalog is None else catalog
+        self._cache = cache
         #: path → message for every file that failed to open.
         self.errors: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -182,6 +181,11 @@ class Archive:
         return None
 
     # -- opening -------------------------------------------------------------------------
+    @property
+    def cache(self) -> ByteLRU:
+        """Where this archive keeps opened files (bounded in bytes)."""
+        return self._cache if self._cache is not None else file_cache()
+
     def _row_for(self, path: str) -> dict | None:
         return self._rows_by_path.get(path)
 
@@ -204,7 +208,7 @@ class Archive:
     def open_run(self, path: str) -> xr.Dataset | None:
         """Open a site run (cached); ``None`` and an entry in :attr:`errors` if it fails."""
         try:
-            return _cached_site_run(*self._key(path))
+            return _opened("run", self._key(path), self.cache, open_site_run)
         except CalLMIPFileError as exc:
             self._record(path, exc)
         except Exception as exc:  # any library error becomes a recorded message
@@ -217,7 +221,7 @@ class Archive:
         if path is None:
             return None
         try:
-            return _cached_observations(*self._key(path))
+            return _opened("obs", self._key(path), self.cache, open_observations)
         except CalLMIPFileError as exc:
             self._record(path, exc)
         except Exception as exc:
@@ -227,7 +231,8 @@ class Archive:
     def read_parameters(self, path: str) -> pd.DataFrame | None:
         """Read a parameter table (cached); ``None`` and an entry in :attr:`errors` on failure."""
         try:
-            return _cached_parameters(*self._key(path)).copy()
+            return _opened("parameters", self._key(path), self.cache,
+                           read_parameters).copy()
         except CalLMIPFileError as exc:
             self._record(path, exc)
         except Exception as exc:

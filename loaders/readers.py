@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from loaders.cache import ForkSafeLock
 from loaders.naming import parse_name
 from loaders.netcdf3 import netcdf3_size_problem
 from loaders.variables import (
@@ -44,8 +44,9 @@ from loaders.variables import (
     strip_invisible,
 )
 
-#: NetCDF/HDF5 reads are not thread-safe: every direct netCDF4 read holds this lock.
-_READ_LOCK = threading.RLock()
+#: NetCDF/HDF5 reads are not thread-safe: every direct netCDF4 read holds this lock. A forked
+#: worker gets it fresh, never inherited locked (see :class:`loaders.cache.ForkSafeLock`).
+_READ_LOCK = ForkSafeLock()
 
 #: Values at or beyond this magnitude are fill values even without a ``_FillValue`` attribute.
 FILL_THRESHOLD = 1e30

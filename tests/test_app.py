@@ -16,7 +16,7 @@ from bokeh.document import Document
 from pyviz_comms import Comm
 
 from dashboard.app import create_app
-from dashboard.context import get_context
+from dashboard.service import get_service
 from dashboard.server import start_server
 from dashboard.state import Selection
 from dashboard.urlstate import query_from_selection, selection_from_query
@@ -36,8 +36,8 @@ def _cache_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def context(archive_root):
-    return get_context(archive_root, refresh=True)
+def service(archive_root):
+    return get_service(archive_root, refresh=True)
 
 
 def _elements(overlay: hv.Overlay, kind: type) -> list:
@@ -55,17 +55,17 @@ def _model_lines(overlay: hv.Overlay) -> dict[tuple[str, str], np.ndarray]:
     return lines
 
 
-def test_timeseries_follow_the_selected_site(context):
+def test_timeseries_follow_the_selected_site(service):
     selection = Selection(site=CAL_SITE)
-    view = SitesView(selection=selection, context=context)
-    overlay = view.timeseries(CAL_SITE, "NEE", 1, [])
+    view = SitesView(selection=selection, service=service)
+    overlay = view.plots.timeseries(CAL_SITE, "NEE", 1, [])
     assert set(_model_lines(overlay)) == {
         ("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid"),
         ("BETA-X.v2.1", "dashed"), ("BETA-X.v2.1", "solid")}
     obs = _elements(overlay, hv.Scatter)
     assert len(obs) == 1 and obs[0].label == "observations"
     # The observed points are the file's valid NEE values, with ±1.96 σ error bars.
-    real = context.archive.open_observations(CAL_SITE)
+    real = service.archive.open_observations(CAL_SITE)
     values = real["NEE"].values
     np.testing.assert_allclose(np.sort(obs[0].dimension_values(1)),
                                np.sort(values[np.isfinite(values)]))
@@ -82,7 +82,7 @@ def test_timeseries_follow_the_selected_site(context):
     # Two models shown: each posterior has its 95 % band (posterior files carry nep_post_unc).
     assert len([a for a in _elements(overlay, hv.Area)
                 if a.label == "posterior band" and len(a)]) == 2
-    other = view.timeseries(VAL_SITE, "NEE", 1, ["ALPHA.v1"])
+    other = view.plots.timeseries(VAL_SITE, "NEE", 1, ["ALPHA.v1"])
     assert set(_model_lines(other)) == {("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid")}
     assert hv.render(other).title.text.startswith(f"{VAL_SITE} NEE — ")
 
@@ -103,19 +103,19 @@ def test_closed_band_pins_gaps_shut():
     assert all(len(a) == 0 for a in _closed_band(x, x * np.nan, x * np.nan))
 
 
-def test_model_nee_has_the_observed_sign_convention(context):
-    view = SitesView(selection=Selection(site=CAL_SITE), context=context)
-    overlay = view.timeseries(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
+def test_model_nee_has_the_observed_sign_convention(service):
+    view = SitesView(selection=Selection(site=CAL_SITE), service=service)
+    overlay = view.plots.timeseries(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
     prior = _model_lines(overlay)[("ALPHA.v1", "dashed")]
-    run = context.archive.open_run(
-        context.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
+    run = service.archive.open_run(
+        service.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
     np.testing.assert_allclose(prior, -run["nep"].values * 1000 * 86400)
 
 
-def test_sparse_site_says_how_few_days(context):
-    view = SitesView(selection=Selection(site=SPARSE_SITE), context=context)
-    text = view.site_card(SPARSE_SITE, 1, [])
-    n_valid = int(np.isfinite(context.archive.open_observations(SPARSE_SITE)["NEE"]).sum())
+def test_sparse_site_says_how_few_days(service):
+    view = SitesView(selection=Selection(site=SPARSE_SITE), service=service)
+    text = view.card.site_card(SPARSE_SITE, 1, [])
+    n_valid = int(np.isfinite(service.archive.open_observations(SPARSE_SITE)["NEE"]).sum())
     assert f"{n_valid} valid days" in text
     assert "insufficient" in text
     # The warning is coloured inline: the card's shadow root does not see Bootstrap's classes.
@@ -123,51 +123,51 @@ def test_sparse_site_says_how_few_days(context):
     assert "background:#fff3cd" in warning.split(">", 1)[0]
 
 
-def test_map_marks_cal_and_val_and_tap_selects_site(context):
+def test_map_marks_cal_and_val_and_tap_selects_site(service):
     selection = Selection(site=CAL_SITE)
-    view = SitesView(selection=selection, context=context)
-    points = view.site_points("misfit_reduction", "NEE", 1, "Posterior", [])
+    view = SitesView(selection=selection, service=service)
+    points = view.map.site_points("misfit_reduction", "NEE", 1, "Posterior", [])
     frame = points.dframe()
     assert len(frame) == 31  # every Phase 1b site
     assert set(frame["role"]) == {"Cal", "Val"}
     index = int(np.flatnonzero(frame["site"].to_numpy() == VAL_SITE)[0])
-    view._tap.event(index=[index])
+    view.map._tap.event(index=[index])
     assert selection.site == VAL_SITE
 
 
-def test_map_colour_metric_changes_values(context):
-    view = SitesView(selection=Selection(site=CAL_SITE), context=context)
-    rmse = view.site_metric_frame("rmse", "Qle", 1, "Posterior", []).set_index("site")
-    scores = context.table("site_scores")
+def test_map_colour_metric_changes_values(service):
+    view = SitesView(selection=Selection(site=CAL_SITE), service=service)
+    rmse = view.map.site_metric_frame("rmse", "Qle", 1, "Posterior", []).set_index("site")
+    scores = service.table("site_scores")
     expected = scores[(scores["site"] == CAL_SITE) & (scores["variable"] == "Qle")
                       & (scores["stage"] == "Posterior") & (scores["scenario"] == 1)]["rmse"]
     assert rmse.loc[CAL_SITE, "value"] == pytest.approx(float(np.median(expected)))
     # The sparse site has too few NEE days: no number on the map.
-    nee = view.site_metric_frame("misfit_reduction", "NEE", 1, "Posterior", [])
+    nee = view.map.site_metric_frame("misfit_reduction", "NEE", 1, "Posterior", [])
     assert nee.set_index("site").loc[SPARSE_SITE, "label"] == "insufficient data"
 
 
-def test_diagrams_follow_variable(context):
-    view = SitesView(selection=Selection(site=CAL_SITE), context=context)
-    cycle = view.seasonal_cycle(CAL_SITE, "Qh", 1, [])
+def test_diagrams_follow_variable(service):
+    view = SitesView(selection=Selection(site=CAL_SITE), service=service)
+    cycle = view.plots.seasonal_cycle(CAL_SITE, "Qh", 1, [])
     assert all(c.vdims[0].name == "Qh" for c in _elements(cycle, hv.Curve))
     assert len(_model_lines(cycle)) == 4  # prior and posterior of each model
-    taylor_frame = view.taylor_frame(CAL_SITE, "Qle", 1, [])
+    taylor_frame = view.plots.taylor_frame(CAL_SITE, "Qle", 1, [])
     assert sorted(zip(taylor_frame["model"], taylor_frame["stage"], strict=True)) == [
         ("ALPHA.v1", "Posterior"), ("ALPHA.v1", "Prior"),
         ("BETA-X.v2.1", "Posterior"), ("BETA-X.v2.1", "Prior")]
     # Normalised SD and correlation agree with a direct computation on the shared days.
-    obs = context.archive.open_observations(CAL_SITE)["Qle"].to_series()
-    run = context.archive.open_run(context.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
+    obs = service.archive.open_observations(CAL_SITE)["Qle"].to_series()
+    run = service.archive.open_run(service.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
     both = np.column_stack([obs.values, run["Qle"].to_series().reindex(obs.index).values])
     both = both[np.isfinite(both).all(axis=1)]
     row = taylor_frame[(taylor_frame["model"] == "ALPHA.v1")
                        & (taylor_frame["stage"] == "Prior")].iloc[0]
     assert row["r"] == pytest.approx(np.corrcoef(both.T)[0, 1])
     assert row["sd"] == pytest.approx(both[:, 1].std() / both[:, 0].std())
-    taylor = view.taylor(CAL_SITE, "Qle", 1, [])
+    taylor = view.plots.taylor(CAL_SITE, "Qle", 1, [])
     (arrows,) = _elements(taylor, hv.Segments)
-    models = context.model_ids()
+    models = service.model_ids()
     codes = arrows.dimension_values("model_code")
     # shaft + two-stroke head per model with both stages (GAMMA is unreadable)
     assert sorted(models[int(c)] for c in codes) == ["ALPHA.v1"] * 3 + ["BETA-X.v2.1"] * 3
@@ -176,14 +176,14 @@ def test_diagrams_follow_variable(context):
     shaft = arrows.iloc[0]
     start_model = models[int(shaft.dimension_values("model_code")[0])]
     assert shaft.dimension_values("x1")[0] == pytest.approx(post.loc[start_model, "x"])
-    scatter = view.scatter(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
+    scatter = view.plots.scatter(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
     drawn = {s.label: {models[int(c)] for c in s.dimension_values("model_code")}
              for s in _elements(scatter, hv.Scatter) if len(s)}
     assert drawn == {"prior": {"ALPHA.v1"}, "posterior": {"ALPHA.v1"}}
     # Every point pairs an observed day with the model's value on that day.
     points = [s for s in _elements(scatter, hv.Scatter) if s.label == "prior"][0]
-    obs = context.archive.open_observations(CAL_SITE)["NEE"].to_series()
-    run = context.archive.open_run(context.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
+    obs = service.archive.open_observations(CAL_SITE)["NEE"].to_series()
+    run = service.archive.open_run(service.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
     both = pd.concat([obs, run["NEE"].to_series()], axis=1, join="inner").dropna()
     np.testing.assert_allclose(np.sort(points.dimension_values("obs")), np.sort(both.iloc[:, 0]))
 
@@ -196,9 +196,9 @@ def _figures(root) -> dict[str, object]:
             if p.title is not None and p.title.text}
 
 
-def test_selection_updates_the_rendered_plots_in_place(context):
+def test_selection_updates_the_rendered_plots_in_place(service):
     selection = Selection(site=CAL_SITE)
-    view = SitesView(selection=selection, context=context)
+    view = SitesView(selection=selection, service=service)
     doc = Document()
     root = pn.panel(view).get_root(doc, comm=Comm())
     before = _figures(root)
@@ -218,7 +218,7 @@ def test_selection_updates_the_rendered_plots_in_place(context):
     assert after[f"{VAL_SITE} NEE"] is nee  # the same Bokeh figure, patched in place
     new_x = nee.renderers[-1].data_source.data["time"]
     assert not np.array_equal(old_x, new_x)
-    card = view._card.value
+    card = view.card.card.value
     assert VAL_SITE in card and CAL_SITE not in card
 
     selection.variable = "Qh"
@@ -227,9 +227,9 @@ def test_selection_updates_the_rendered_plots_in_place(context):
     assert f"{VAL_SITE} NEE" in after  # the time series keep their variables
 
 
-def test_overview_coverage_marks_broken_and_scorecard_click_opens_site(context):
+def test_overview_coverage_marks_broken_and_scorecard_click_opens_site(service):
     selection = Selection()
-    view = OverviewView(selection=selection, context=context)
+    view = OverviewView(selection=selection, service=service)
     cover = view.coverage_frame(1).set_index(["model", "site"])
     assert cover.loc[("ALPHA.v1", CAL_SITE), "status"] == "prior + posterior"
     assert cover.loc[("GAMMA.v1", CAL_SITE), "status"] == "broken"
@@ -244,8 +244,8 @@ def test_overview_coverage_marks_broken_and_scorecard_click_opens_site(context):
                                                                   ["BETA-X.v2.1"])
 
 
-def test_hostile_text_is_escaped(context):
-    view = OverviewView(selection=Selection(), context=context)
+def test_hostile_text_is_escaped(service):
+    view = OverviewView(selection=Selection(), service=service)
     root = pn.panel(view).get_root(Document(), comm=Comm())
     html_texts = [m.text for m in root.references() if hasattr(m, "text") and
                   isinstance(getattr(m, "text", None), str)]
@@ -276,7 +276,7 @@ def test_url_round_trip_and_bad_values():
     assert bad.view == "overview" and bad.scenario == 1 and len(problems) == 2
 
 
-def test_create_app_builds_bokeh_models(context, archive_root):
+def test_create_app_builds_bokeh_models(service, archive_root):
     app = create_app(str(archive_root))
     app.selection.view = "sites"
     root = pn.Column(*app.main.objects).get_root(Document(), comm=Comm())
@@ -315,17 +315,17 @@ def test_server_smoke(archive_root):
             pass
 
 
-def test_presentation_mode_enlarges_plots(context):
+def test_presentation_mode_enlarges_plots(service):
     from dashboard.views.style import Look
 
-    normal = SitesView(selection=Selection(site=CAL_SITE), context=context)
-    big = SitesView(selection=Selection(site=CAL_SITE), context=context,
+    normal = SitesView(selection=Selection(site=CAL_SITE), service=service)
+    big = SitesView(selection=Selection(site=CAL_SITE), service=service,
                     look=Look(theme="dark", presentation=True))
-    small_opts = normal.timeseries(CAL_SITE, "Qh", 1, []).opts.get().kwargs
-    big_opts = big.timeseries(CAL_SITE, "Qh", 1, []).opts.get().kwargs
+    small_opts = normal.plots.timeseries(CAL_SITE, "Qh", 1, []).opts.get().kwargs
+    big_opts = big.plots.timeseries(CAL_SITE, "Qh", 1, []).opts.get().kwargs
     assert big_opts["fontscale"] > small_opts["fontscale"]
     assert big_opts["bgcolor"] != small_opts["bgcolor"]  # dark background
-    app = create_app(str(context.root), theme="dark", presentation=True)
+    app = create_app(str(service.root), theme="dark", presentation=True)
     assert app.theme.__name__.lower().startswith("dark")
     assert any("font-size" in css for css in app.config.raw_css)
     # A still busy indicator: an animated spinner slowed every update in software rendering.
@@ -345,26 +345,26 @@ def test_prefetch_reads_every_site_file_once(archive_root, monkeypatch):
     import loaders.archive as archive_module
 
     archive_module.clear_cache()
-    context = get_context(archive_root, refresh=True)
+    service = get_service(archive_root, refresh=True)
     reads: list[str] = []
     real_open = archive_module.open_site_run
     monkeypatch.setattr(archive_module, "open_site_run",
                         lambda path: reads.append(path) or real_open(path))
-    count = context.prefetch()
-    runs = context.archive.site_runs
-    readable = [p for p in runs["path"] if p not in context.archive.errors]
-    observed = [s for s in context.archive.sites()
-                if context.archive.observation_path(s) is not None]
+    count = service.prefetch()
+    runs = service.archive.site_runs
+    readable = [p for p in runs["path"] if p not in service.archive.errors]
+    observed = [s for s in service.archive.sites()
+                if service.archive.observation_path(s) is not None]
     assert count == len(readable) + len(observed)
     assert sorted(set(reads)) == sorted(runs["path"])  # every run file, the broken one too
     # The Sites view's opening series are ready, and opening them reads no file again.
     reads.clear()
-    models = tuple(context.model_ids())
+    models = tuple(service.model_ids())
     key = (CAL_SITE, "NEE", 1, models)
-    assert key in context._series
-    context.site_series(*key)
+    assert ("series", *key) in service.cache
+    service.site_series(*key)
     for path in readable:
-        context.archive.open_run(path)
+        service.archive.open_run(path)
     assert reads == []
     # A stop request ends the prefetch before it reads anything.
     import threading
@@ -372,11 +372,11 @@ def test_prefetch_reads_every_site_file_once(archive_root, monkeypatch):
     archive_module.clear_cache()
     stop = threading.Event()
     stop.set()
-    assert get_context(archive_root, refresh=True).prefetch(stop) == 0
+    assert get_service(archive_root, refresh=True).prefetch(stop) == 0
 
 
-def test_runs_by_site_match_a_plain_filter(context):
-    archive = context.archive
+def test_runs_by_site_match_a_plain_filter(service):
+    archive = service.archive
     for site in archive.sites():
         expected = archive.site_runs[archive.site_runs["site"] == site]
         got = archive.runs(site=site)
@@ -386,9 +386,9 @@ def test_runs_by_site_match_a_plain_filter(context):
     assert archive.runs(site="XX-Nope").empty
 
 
-def test_site_card_escapes_file_messages(context):
-    view = SitesView(selection=Selection(site=CAL_SITE, scenario=2), context=context)
-    card = view.site_card(CAL_SITE, 2, [])
+def test_site_card_escapes_file_messages(service):
+    view = SitesView(selection=Selection(site=CAL_SITE, scenario=2), service=service)
+    card = view.card.site_card(CAL_SITE, 2, [])
     assert "onerror=alert(1)" in html.unescape(card)  # the hostile run's message is shown ...
     assert "<script>" not in card and "<img" not in card  # ... as text, never as markup
     assert "&lt;script&gt;" in card
@@ -407,10 +407,13 @@ def test_daily_times_are_drawn_at_noon_and_keep_their_date():
 
 
 def test_bad_cache_size_setting_warns_and_keeps_the_default(monkeypatch):
-    from loaders.archive import _cache_size
+    from loaders.cache import DEFAULT_CACHE_MB, cache_bytes
 
-    monkeypatch.setenv("CALLMIP_CACHE_FILES", "many")
-    with pytest.warns(UserWarning, match="CALLMIP_CACHE_FILES='many' is not a number"):
-        assert _cache_size(default=2048) == 2048
-    monkeypatch.setenv("CALLMIP_CACHE_FILES", "64")
-    assert _cache_size() == 64
+    monkeypatch.setenv("CALLMIP_CACHE_MB", "many")
+    with pytest.warns(UserWarning, match="CALLMIP_CACHE_MB='many' is not a number"):
+        assert cache_bytes() == DEFAULT_CACHE_MB * 2**20
+    monkeypatch.setenv("CALLMIP_CACHE_MB", "64")
+    assert cache_bytes() == 64 * 2**20
+    assert cache_bytes(8) == 8 * 2**20  # --cache-mb wins over the environment
+    with pytest.warns(UserWarning, match="not positive"):
+        assert cache_bytes(-1) == DEFAULT_CACHE_MB * 2**20

@@ -53,11 +53,20 @@ def app_url(ui_archive, tmp_path, monkeypatch):
         pass
 
 
-def wait_idle(page, timeout: float = 60.0) -> None:
-    """Wait until Bokeh has rendered every model and no session update is pending."""
+def wait_idle(page, timeout: float = 60.0, plots: bool = True) -> None:
+    """Wait until Bokeh has rendered every model and no session update is pending.
+
+    The page shell arrives first and the view fills in once the page has loaded (Panel's
+    ``defer_load``): with ``plots`` this also waits for a plot to be drawn.
+    """
     page.wait_for_function(
         "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle",
         timeout=timeout * 1000)
+    if plots:
+        page.wait_for_function(
+            """() => [...Bokeh.documents[0].all_models].some(m => m.type === 'Plot'
+                     || (m.title && typeof m.title === 'object' && m.title.text))
+                     && Bokeh.documents[0].is_idle""", timeout=timeout * 1000)
     page.wait_for_timeout(300)
 
 
@@ -148,3 +157,12 @@ def test_sites_screenshot_shows_data(watched, app_url):
     coloured = sum(n for n, (r, g, b) in canvas.getcolors(maxcolors=1_000_000)
                    if max(r, g, b) - min(r, g, b) > 40)
     assert coloured > 200
+
+
+def test_a_bad_url_value_shows_a_banner_and_the_page_still_works(watched, app_url):
+    watched.goto(f"{app_url}/?view=sites&site={CAL_SITE}&scenario=0&variable=nope")
+    wait_idle(watched)
+    banner = watched.locator("text=scenario 0 is not in this archive")
+    assert banner.count() >= 1
+    assert watched.locator("text=variable='nope' is not one of").count() >= 1
+    assert any(t.startswith(f"{CAL_SITE} NEE") for t in titles(watched))  # plots still drawn

@@ -250,104 +250,23 @@ def _no_obs_misfit() -> dict[str, Any]:
 
 
 def _compute(archive: Any, min_n: int, progress: bool) -> dict[str, pd.DataFrame]:
+    """Score every run, site by site: only one site's runs are held at a time.
+
+    The runs of a site, its observations and the priors paired with its posteriors are all at
+    that site, so each site is complete on its own; the archive's byte-bounded cache decides
+    what stays in memory afterwards.
+    """
     igbp = _sites_igbp()
     runs = archive.site_runs
-    datasets: dict[str, xr.Dataset | None] = {}
-    observations: dict[str, xr.Dataset | None] = {}
-
-    usable_memo: dict[tuple[int, str], xr.DataArray | None] = {}
-
-    def usable(ds: xr.Dataset | None, var: str) -> xr.DataArray | None:
-        key = (id(ds), var)
-        if key not in usable_memo:
-            usable_memo[key] = _usable(ds, var)
-        return usable_memo[key]
-
-    def obs_for(site: str) -> xr.Dataset | None:
-        if site not in observations:
-            observations[site] = archive.open_observations(site)
-        return observations[site]
-
-    def keys(row: Any, variable: str) -> dict[str, Any]:
-        return {"model": row.model, "version": row.version, "scenario": int(row.scenario),
-                "site": row.site, "cal_val": row.cal_val, "igbp": igbp.get(row.site),
-                "stage": row.stage, "variable": variable,
-                "optimised": _optimised(row.scenario, variable)}
-
-    # 1. site scores (opens every run once)
-    score_rows: list[dict[str, Any]] = []
-    rows = list(runs.itertuples(index=False))
-    for row in _progress(rows, len(rows), progress, "scoring site runs"):
-        ds = archive.open_run(row.path)
-        datasets[row.path] = ds
-        if ds is None:
-            continue
-        obs = obs_for(row.site)
-        for var in COMPARISON_VARIABLES:
-            model = usable(ds, var)
-            if model is None:
-                continue
-            observed = obs[var] if obs is not None and var in obs.data_vars else None
-            if observed is None:
-                result = _no_obs_score()
-            else:
-                result = score(model, observed, _unc(obs, var), model_unc=_unc(ds, var),
-                               min_n=min_n)
-            score_rows.append({**keys(row, var), **result, "file": Path(row.path).name})
-
-    # 2. misfit reduction (posterior-like runs against their paired prior)
-    misfit_rows: list[dict[str, Any]] = []
-    priors: dict[str, tuple[int | None, xr.Dataset | None]] = {}
     prior_for = _prior_pairing(runs)
-    for row in rows:
-        if row.stage not in POSTERIOR_STAGES or datasets.get(row.path) is None:
-            continue
-        post = datasets[row.path]
-        prior_scenario, prior_path = prior_for(row.model_id, int(row.scenario), row.site)
-        prior = None
-        if prior_path is not None:
-            if prior_path not in datasets:
-                datasets[prior_path] = archive.open_run(prior_path)
-            prior = datasets[prior_path]
-        priors[row.path] = (prior_scenario, prior)
-        obs = obs_for(row.site)
-        for var in COMPARISON_VARIABLES:
-            p_da, q_da = usable(prior, var), usable(post, var)
-            if q_da is None:
-                continue
-            o_da = obs[var] if obs is not None and var in obs.data_vars else None
-            if p_da is None or o_da is None:
-                result = _no_obs_misfit()
-            else:
-                result = misfit_reduction(p_da, q_da, o_da, _unc(obs, var), min_n=min_n)
-            misfit_rows.append({**keys(row, var), "prior_scenario": prior_scenario, **result})
-
-    # 3. spread (per scenario, site and posterior-like stage)
+    score_rows: list[dict[str, Any]] = []
+    misfit_rows: list[dict[str, Any]] = []
     spread_rows: list[dict[str, Any]] = []
-    post_runs = runs[runs["stage"].isin(POSTERIOR_STAGES)]
-    for (scen, site, stage), group in post_runs.groupby(["scenario", "site", "stage"],
-                                                         sort=True):
-        pairs = {}
-        for row in group.itertuples(index=False):
-            post = datasets.get(row.path)
-            prior = priors.get(row.path, (None, None))[1]
-            if post is not None and prior is not None:
-                pairs[row.model_id] = (prior, post)
-        cal_val = group["cal_val"].dropna().iloc[0] if group["cal_val"].notna().any() else None
-        for var in COMPARISON_VARIABLES + NON_OPTIMISED_VARIABLES:
-            pri = {m: usable(p, var) for m, (p, _) in pairs.items()}
-            pos = {m: usable(q, var) for m, (_, q) in pairs.items()}
-            pri = {m: v for m, v in pri.items() if v is not None and pos.get(m) is not None}
-            pos = {m: pos[m] for m in pri}
-            if not pri:
-                continue
-            result = spread_reduction(pri, pos, min_n=min_n)
-            spread_rows.append({
-                "scenario": int(scen), "site": site, "cal_val": cal_val,
-                "igbp": igbp.get(site), "stage": stage, "variable": var,
-                "optimised": _optimised(scen, var), **result,
-                "models": ", ".join(result["models"]),
-            })
+    groups = list(runs.groupby("site", sort=True))
+    for site, site_rows in _progress(groups, len(groups), progress, "scoring sites"):
+        _score_site(archive, str(site), site_rows, igbp, prior_for, min_n,
+                    score_rows, misfit_rows, spread_rows)
+    spread_rows.sort(key=lambda r: (r["scenario"], r["site"], r["stage"]))
 
     # 4. parameters
     frames = []
@@ -367,6 +286,92 @@ def _compute(archive: Any, min_n: int, progress: bool) -> dict[str, pd.DataFrame
         "parameters": parameters,
         "summary": summarise(misfit, spread),
     }
+
+
+def _score_site(archive: Any, site: str, runs: pd.DataFrame, igbp: dict[str, str],
+                prior_for: Callable[[str, int, str], tuple[int | None, str | None]],
+                min_n: int, score_rows: list[dict[str, Any]], misfit_rows: list[dict[str, Any]],
+                spread_rows: list[dict[str, Any]]) -> None:
+    """Append the site scores, misfit reductions and spreads of one site's runs."""
+    datasets: dict[str, xr.Dataset | None] = {}
+    usable_memo: dict[tuple[int, str], xr.DataArray | None] = {}
+    obs = archive.open_observations(site)
+
+    def usable(ds: xr.Dataset | None, var: str) -> xr.DataArray | None:
+        key = (id(ds), var)
+        if key not in usable_memo:
+            usable_memo[key] = _usable(ds, var)
+        return usable_memo[key]
+
+    def opened(path: str) -> xr.Dataset | None:
+        if path not in datasets:
+            datasets[path] = archive.open_run(path)
+        return datasets[path]
+
+    def observed(var: str) -> xr.DataArray | None:
+        return obs[var] if obs is not None and var in obs.data_vars else None
+
+    def keys(row: Any, variable: str) -> dict[str, Any]:
+        return {"model": row.model, "version": row.version, "scenario": int(row.scenario),
+                "site": row.site, "cal_val": row.cal_val, "igbp": igbp.get(row.site),
+                "stage": row.stage, "variable": variable,
+                "optimised": _optimised(row.scenario, variable)}
+
+    # 1. site scores
+    rows = list(runs.itertuples(index=False))
+    for row in rows:
+        ds = opened(row.path)
+        if ds is None:
+            continue
+        for var in COMPARISON_VARIABLES:
+            model = usable(ds, var)
+            if model is None:
+                continue
+            o_da = observed(var)
+            result = (_no_obs_score() if o_da is None else
+                      score(model, o_da, _unc(obs, var), model_unc=_unc(ds, var), min_n=min_n))
+            score_rows.append({**keys(row, var), **result, "file": Path(row.path).name})
+
+    # 2. misfit reduction (posterior-like runs against their paired prior)
+    priors: dict[str, xr.Dataset | None] = {}
+    for row in rows:
+        post = datasets.get(row.path)
+        if row.stage not in POSTERIOR_STAGES or post is None:
+            continue
+        prior_scenario, prior_path = prior_for(row.model_id, int(row.scenario), row.site)
+        prior = opened(prior_path) if prior_path is not None else None
+        priors[row.path] = prior
+        for var in COMPARISON_VARIABLES:
+            p_da, q_da, o_da = usable(prior, var), usable(post, var), observed(var)
+            if q_da is None:
+                continue
+            if p_da is None or o_da is None:
+                result = _no_obs_misfit()
+            else:
+                result = misfit_reduction(p_da, q_da, o_da, _unc(obs, var), min_n=min_n)
+            misfit_rows.append({**keys(row, var), "prior_scenario": prior_scenario, **result})
+
+    # 3. spread (per scenario and posterior-like stage)
+    post_runs = runs[runs["stage"].isin(POSTERIOR_STAGES)]
+    for (scen, stage), group in post_runs.groupby(["scenario", "stage"], sort=True):
+        pairs = {row.model_id: (priors[row.path], datasets[row.path])
+                 for row in group.itertuples(index=False)
+                 if datasets.get(row.path) is not None and priors.get(row.path) is not None}
+        cal_val = group["cal_val"].dropna().iloc[0] if group["cal_val"].notna().any() else None
+        for var in COMPARISON_VARIABLES + NON_OPTIMISED_VARIABLES:
+            pri = {m: usable(p, var) for m, (p, _) in pairs.items()}
+            pos = {m: usable(q, var) for m, (_, q) in pairs.items()}
+            pri = {m: v for m, v in pri.items() if v is not None and pos.get(m) is not None}
+            pos = {m: pos[m] for m in pri}
+            if not pri:
+                continue
+            result = spread_reduction(pri, pos, min_n=min_n)
+            spread_rows.append({
+                "scenario": int(scen), "site": site, "cal_val": cal_val,
+                "igbp": igbp.get(site), "stage": stage, "variable": var,
+                "optimised": _optimised(scen, var), **result,
+                "models": ", ".join(result["models"]),
+            })
 
 
 def _prior_pairing(runs: pd.DataFrame) -> Callable[[str, int, str], tuple[int | None, str | None]]:

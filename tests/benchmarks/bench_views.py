@@ -46,19 +46,19 @@ def bench_server(root: str, n_sites: int) -> None:
     from pyviz_comms import Comm
 
     import dashboard.app  # noqa: F401  (plot defaults of the served app)
-    from dashboard.context import get_context
+    from dashboard.service import get_service
     from dashboard.state import Selection
     from dashboard.views.sites import SitesView
     from loaders.archive import clear_cache
 
-    context = get_context(root)
+    context = get_service(root)
     t0 = time.perf_counter()
     context.tables()
     print(f"metric tables (first call, may read the disk cache): "
           f"{(time.perf_counter() - t0) * 1000:.0f} ms")
     sites = context.observed_sites()[:n_sites]  # the app's first site first
     selection = Selection(site=sites[0])
-    view = SitesView(selection=selection, context=context)
+    view = SitesView(selection=selection, service=context)
     pn.panel(view).get_root(Document(), comm=Comm())
 
     def switch(name: str, value: object) -> float:
@@ -80,11 +80,11 @@ def bench_browser(root: str, n_sites: int, prefetch: bool) -> None:
     """Time what a user sees: from changing a widget until the browser has drawn the update."""
     from playwright.sync_api import sync_playwright
 
-    from dashboard.context import get_context
+    from dashboard.service import get_service
     from dashboard.server import start_server
     from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
-    context = get_context(root)
+    context = get_service(root)
     context.tables()
     if prefetch:
         t = time.perf_counter()
