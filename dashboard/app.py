@@ -23,6 +23,7 @@ from dashboard.service import DataService, get_service
 from dashboard.state import METRICS, SITE_VARIABLES, UNOBSERVED_VARIABLES, VIEWS, Selection
 from dashboard.urlstate import query_from_selection, selection_from_query
 from dashboard.views.about import AboutView
+from dashboard.views.loading import in_server_session
 from dashboard.views.overview import OverviewView
 from dashboard.views.sites import SitesView
 from dashboard.views.style import Look, safe_message
@@ -51,12 +52,6 @@ def _session_args() -> dict[str, list[bytes]]:
         return dict(pn.state.session_args or {})
     except Exception:  # outside a server session
         return {}
-
-
-def _in_server_session() -> bool:
-    """Whether a server builds this app for a browser session (not a test building models)."""
-    document = pn.state.curdoc
-    return document is not None and document.session_context is not None
 
 
 def _flag(args: dict, name: str) -> str:
@@ -152,7 +147,7 @@ def create_app(data_root: str, *, theme: str | None = None,
 
     main = pn.Column(*[safe_message(p, "warning") for p in problems],
                      pn.panel(pn.bind(render, selection.param.view), loading_indicator=True,
-                              defer_load=_in_server_session()),
+                              defer_load=in_server_session()),
                      sizing_mode="stretch_width")
     widgets = build_widgets(selection, service)
     toggle = pn.widgets.Toggle(label="Presentation mode", value=presentation)

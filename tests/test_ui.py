@@ -62,10 +62,10 @@ def wait_idle(page, timeout: float = 60.0, plots: bool = True) -> None:
     page.wait_for_function(
         "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle",
         timeout=timeout * 1000)
-    if plots:
+    if plots:  # the view has added its last plot (dashboard.views.loading.COMPLETE_CLASS)
         page.wait_for_function(
-            """() => [...Bokeh.documents[0].all_models].some(m => m.type === 'Plot'
-                     || (m.title && typeof m.title === 'object' && m.title.text))
+            """() => [...Bokeh.documents[0].all_models].some(
+                         m => (m.css_classes || []).includes('callmip-complete'))
                      && Bokeh.documents[0].is_idle""", timeout=timeout * 1000)
     page.wait_for_timeout(300)
 

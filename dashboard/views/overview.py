@@ -16,6 +16,7 @@ import param
 from dashboard import queries
 from dashboard.service import DataService
 from dashboard.state import Selection
+from dashboard.views.loading import fill_progressively
 from dashboard.views.style import DIVERGING, Look, for_holoviews, safe_message
 
 COVERAGE_COLOURS = ["#f2f2f2", "#9ecae1", "#fdae6b", "#31a354", "#d62728"]
@@ -123,13 +124,16 @@ class OverviewView(pn.viewable.Viewer):
                            pn.pane.DataFrame(broken, index=False, escape=True,
                                              sizing_mode="stretch_width")))
         errors = [safe_message(e, "danger") for e in self.service.table_errors]
-        return pn.Column(
-            *errors,
-            pn.pane.HoloViews(self._score_dmap, sizing_mode="stretch_width"),
-            pn.pane.Markdown("### Generalisation: calibration vs validation sites"),
-            pn.panel(summary, loading_indicator=True),
-            pn.pane.HoloViews(self._cover_dmap, sizing_mode="stretch_width"),
-            pn.pane.Markdown("### Files that could not be used"),
-            broken_pane,
-            sizing_mode="stretch_width")
+        page = pn.Column(*errors, pn.pane.HoloViews(self._score_dmap,
+                                                    sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")
+        fill_progressively(page, [
+            lambda: pn.Column(
+                pn.pane.Markdown("### Generalisation: calibration vs validation sites"),
+                pn.panel(summary, loading_indicator=True), sizing_mode="stretch_width"),
+            lambda: pn.pane.HoloViews(self._cover_dmap, sizing_mode="stretch_width"),
+            lambda: pn.Column(pn.pane.Markdown("### Files that could not be used"), broken_pane,
+                              sizing_mode="stretch_width"),
+        ])
+        return page
 

@@ -10,12 +10,15 @@ together.
 
 from __future__ import annotations
 
+from functools import partial
+
 import holoviews as hv
 import panel as pn
 import param
 
 from dashboard.service import DataService
 from dashboard.state import SITE_VARIABLES, Selection
+from dashboard.views.loading import fill_progressively
 from dashboard.views.site_card import SiteCard
 from dashboard.views.site_map import SiteMap
 from dashboard.views.site_plots import SitePlots
@@ -104,11 +107,16 @@ class SitesView(pn.viewable.Viewer):
             return pn.pane.HoloViews(self._dynamic(method, **kwargs), sizing_mode=sizing_mode)
 
         plots = self.plots
-        return pn.Column(
+        page = pn.Column(
             pn.Row(pn.Column(self.map, sizing_mode="stretch_width"), self.card.card,
                    sizing_mode="stretch_width"),
-            self.card.key,
-            *[plot(plots.timeseries, variable=v) for v in SITE_VARIABLES],
-            pn.Row(plot(plots.seasonal_cycle), plot(plots.scatter),
-                   plot(plots.taylor, sizing_mode=None), sizing_mode="stretch_width"),
-            sizing_mode="stretch_width")
+            self.card.key, sizing_mode="stretch_width")
+        # The selected variable's time series first: it answers "did calibration help here?".
+        order = [s.variable] + [v for v in SITE_VARIABLES if v != s.variable]
+        fill_progressively(page, [
+            *[partial(plot, plots.timeseries, variable=v) for v in order
+              if v in SITE_VARIABLES],
+            lambda: pn.Row(plot(plots.seasonal_cycle), plot(plots.scatter),
+                           plot(plots.taylor, sizing_mode=None), sizing_mode="stretch_width"),
+        ])
+        return page

@@ -1,0 +1,59 @@
+"""Filling a page in steps: each plot is built, sent and drawn before the next one is built.
+
+A served session gets the page shell first (``defer_load`` in :mod:`dashboard.app`); a view then
+adds its plots one per event-loop tick, so the first plot reaches the browser while the others
+are still being built, and other sessions' events interleave between the steps instead of
+queueing behind a whole page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import panel as pn
+
+#: CSS class a view's container gets once every step has been added: tests and benchmarks read
+#: it from the Bokeh models to know the page is complete.
+COMPLETE_CLASS = "callmip-complete"
+
+
+def in_server_session() -> bool:
+    """Whether a server builds this for a browser session (not a test rendering models)."""
+    document = pn.state.curdoc
+    return document is not None and document.session_context is not None
+
+
+def fill_progressively(container: pn.layout.ListLike,
+                       factories: list[Callable[[], pn.viewable.Viewable]]) -> None:
+    """Append what each factory builds to ``container``, one per event-loop tick.
+
+    Outside a server session (tests, static export) everything is appended at once. When the
+    last step is in, the container gets the CSS class :data:`COMPLETE_CLASS`.
+
+    Parameters
+    ----------
+    container : panel.layout.ListLike
+        A Column or Row of the page.
+    factories : list of callable
+        Each returns one viewable; called in order.
+    """
+    def complete() -> None:
+        container.css_classes = [*container.css_classes, COMPLETE_CLASS]
+
+    if not in_server_session():
+        container.extend(factory() for factory in factories)
+        complete()
+        return
+    pending = list(factories)
+
+    def add_next() -> None:
+        container.append(pending.pop(0)())
+        if pending:
+            pn.state.execute(add_next, schedule=True)
+        else:
+            complete()
+
+    if pending:
+        pn.state.execute(add_next, schedule=True)
+    else:
+        complete()
