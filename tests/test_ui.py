@@ -166,3 +166,29 @@ def test_a_bad_url_value_shows_a_banner_and_the_page_still_works(watched, app_ur
     assert banner.count() >= 1
     assert watched.locator("text=variable='nope' is not one of").count() >= 1
     assert any(t.startswith(f"{CAL_SITE} NEE") for t in titles(watched))  # plots still drawn
+
+
+def test_clicking_a_scorecard_cell_opens_that_site_and_model(watched, app_url):
+    watched.goto(f"{app_url}/?view=overview")
+    wait_idle(watched)
+    cell = watched.evaluate("""() => {
+        const plot = [...Bokeh.documents[0].all_models].find(
+            m => m.title && m.title.text && m.title.text.startsWith('Misfit reduction'));
+        const view = Bokeh.index.find_one(plot);
+        const r = view.canvas_view.el.getBoundingClientRect();
+        const box = view.frame.bbox;
+        const source = plot.renderers.map(g => g.data_source).find(s => s && s.data.site);
+        return {x: r.left + box.left + 8, y: r.top + box.top + 8,
+                site: plot.x_range.factors[0],
+                pairs: source.data.site.map((s, i) => s + '|' + source.data.model[i])};
+    }""")
+    watched.mouse.click(cell["x"], cell["y"])  # the first site's column, top row
+    watched.wait_for_url("**view=sites**", timeout=30000)
+    wait_idle(watched)
+    query = dict(part.split("=", 1) for part in watched.url.split("?", 1)[1].split("&"))
+    assert query["site"] == cell["site"]
+    assert f"{query['site']}|{query['models']}" in cell["pairs"]  # a scored cell's model
+    watched.wait_for_function(
+        """(site) => [...Bokeh.documents[0].all_models].some(
+            m => m.title && m.title.text && m.title.text.startsWith(site + ' NEE'))""",
+        arg=cell["site"], timeout=30000)

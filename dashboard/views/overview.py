@@ -32,10 +32,18 @@ class OverviewView(pn.viewable.Viewer):
     def __init__(self, **params):
         super().__init__(**params)
         s = self.selection
-        self._score_dmap = hv.DynamicMap(pn.bind(self.scorecard, scenario=s.param.scenario,
-                                                 variable=s.param.variable))
+        # The heatmap and its labels are separate DynamicMaps: a Tap stream whose source is a
+        # DynamicMap of an Overlay never fired in the browser (clicking the scorecard did
+        # nothing, while the same stream fired when triggered from Python).
+        self._heat_dmap = hv.DynamicMap(pn.bind(self.scorecard_heatmap,
+                                                scenario=s.param.scenario,
+                                                variable=s.param.variable))
+        self._labels_dmap = hv.DynamicMap(pn.bind(self.scorecard_labels,
+                                                  scenario=s.param.scenario,
+                                                  variable=s.param.variable))
+        self._score_dmap = self._heat_dmap * self._labels_dmap
         self._cover_dmap = hv.DynamicMap(pn.bind(self.coverage, scenario=s.param.scenario))
-        for dmap in (self._score_dmap, self._cover_dmap):
+        for dmap in (self._heat_dmap, self._cover_dmap):
             tap = hv.streams.Tap(source=dmap)
             tap.param.watch(self._on_tap, ["x", "y"])
 
@@ -55,7 +63,7 @@ class OverviewView(pn.viewable.Viewer):
         n_sites = max(len(self.site_order()), 1)
         return heat.opts(
             cmap=COVERAGE_COLOURS, clim=(-0.5, 4.5), color_levels=5, colorbar=False,
-            tools=["hover", "tap"], xrotation=60, responsive=True,
+            tools=["hover", "tap"], xrotation=60, responsive=True, shared_axes=False,
             height=int(120 + 26 * max(len(self.service.model_ids()), 1) * self.look.fontscale),
             hover_tooltips=[("model", "@model"), ("site", "@site"), ("status", "@status")],
             title=f"Submissions, Scenario {scenario} (green: prior + posterior, blue: prior only,"
@@ -67,30 +75,36 @@ class OverviewView(pn.viewable.Viewer):
         """Misfit reduction per model × site for one scenario and variable (a query)."""
         return queries.scorecard_frame(self.service, scenario, variable)
 
-    def scorecard(self, scenario: int, variable: str) -> hv.Overlay:
-        """Heatmap of misfit reduction (1 − RMSE_post / RMSE_prior).
-
-        n is in the hover; insufficient cells are labelled instead of coloured.
-        """
+    def scorecard_heatmap(self, scenario: int, variable: str) -> hv.HeatMap:
+        """Heatmap of misfit reduction (1 − RMSE_post / RMSE_prior), n in the hover."""
         frame = self.scorecard_frame(scenario, variable)
         vdims = ["misfit_reduction", "n", "rmse_prior", "rmse_post", "cal_val", "label"]
-        heat = hv.HeatMap(for_holoviews(frame), kdims=["site", "model"], vdims=vdims).opts(
+        title = (f"Misfit reduction of {variable}, Scenario {scenario} — click a cell to open "
+                 "the site (grey: insufficient data)")
+        if frame.empty:
+            title = f"No scores for {variable}, Scenario {scenario} (no observations or runs)"
+        return hv.HeatMap(for_holoviews(frame), kdims=["site", "model"], vdims=vdims).opts(
             cmap=DIVERGING, clim=(-1, 1), colorbar=True, clipping_colors={"NaN": "#e0e0e0"},
-            tools=["hover", "tap"], xrotation=60, responsive=True,
+            tools=["hover", "tap"], xrotation=60, responsive=True, title=title,
+            shared_axes=False,  # its own rows: not the coverage matrix's models
             height=int(140 + 26 * max(len(self.service.model_ids()), 1) * self.look.fontscale),
             hover_tooltips=[("model", "@model"), ("site", "@site (@cal_val)"),
                             ("misfit reduction", "@label"), ("n days", "@n"),
                             ("RMSE prior", "@rmse_prior"), ("RMSE posterior", "@rmse_post")],
             colorbar_opts={"title": "1 − RMSE_post/RMSE_prior"}, invert_yaxis=True,
             fontscale=self.look.fontscale, bgcolor=self.look.bg, xlabel="", ylabel="")
+
+    def scorecard_labels(self, scenario: int, variable: str) -> hv.Labels:
+        """``n=…<min`` on the cells with too few valid days to score."""
+        frame = self.scorecard_frame(scenario, variable)
         small = frame[frame["insufficient"]] if not frame.empty else frame
-        labels = hv.Labels(for_holoviews(small), kdims=["site", "model"], vdims=["label"]).opts(
+        return hv.Labels(for_holoviews(small), kdims=["site", "model"], vdims=["label"]).opts(
             text_font_size=f"{int(7 * self.look.fontscale)}pt", text_color="#555555")
-        title = (f"Misfit reduction of {variable}, Scenario {scenario} — click a cell to open "
-                 "the site (grey: insufficient data)")
-        if frame.empty:
-            title = f"No scores for {variable}, Scenario {scenario} (no observations or runs)"
-        return (heat * labels).opts(hv.opts.Overlay(title=title))
+
+    def scorecard(self, scenario: int, variable: str) -> hv.Overlay:
+        """The scorecard: heatmap of misfit reduction with labels on insufficient cells."""
+        heat = self.scorecard_heatmap(scenario, variable)
+        return heat * self.scorecard_labels(scenario, variable)
 
     def _on_tap(self, *events: param.parameterized.Event) -> None:
         stream = events[0].obj
