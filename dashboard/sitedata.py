@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from loaders.archive import Archive
+from loaders.variables import display_values
 
 
 @dataclass
@@ -236,6 +237,13 @@ def _band(ds: xr.Dataset, variable: str) -> tuple[np.ndarray, np.ndarray, np.nda
     return values, nan, nan
 
 
+def _for_display(arrays: tuple[np.ndarray, ...], units: str
+                 ) -> tuple[tuple[np.ndarray, ...], str]:
+    """Each array in the display units of ``units`` (:func:`loaders.variables.display_values`)."""
+    converted = [display_values(a, units) for a in arrays]
+    return tuple(values for values, _ in converted), converted[0][1]
+
+
 def site_series(archive: Archive, site: str, variable: str, scenario: int,
                 model_ids: list[str]) -> SiteSeries:
     """Collect observations and every model's prior and posterior for one site.
@@ -290,7 +298,11 @@ def site_series(archive: Archive, site: str, variable: str, scenario: int,
             if variable not in ds:
                 continue
             value, lower, upper = _band(ds, variable)
-            units = units or ds[variable].attrs.get("units", "")
+            stored = ds[variable].attrs.get("units", "")
+            # Shown in the units the community reads (gC m-2 d-1, mm d-1, °C); the observed
+            # fluxes are already in theirs.
+            (value, lower, upper), shown = _for_display((value, lower, upper), stored)
+            units = units or shown
             frames.append(pd.DataFrame({
                 "model": model_id, "stage": stage, "time": ds["time"].values,
                 "value": value, "lower": lower, "upper": upper,

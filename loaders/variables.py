@@ -109,6 +109,41 @@ _FACTORS: dict[tuple[str, str], float] = {
 }
 
 
+#: Units the land-modelling community reads, for variables stored per second in Table 3:
+#: canonical units → (display units, factor). Carbon fluxes in gC m-2 d-1 (like NEE), water
+#: fluxes in mm d-1, temperature in °C; the rest as stored.
+DISPLAY_UNITS: dict[str, tuple[str, float]] = {
+    "kgC m-2 s-1": ("gC m-2 d-1", KG_S_TO_G_D),
+    "kg m-2 s-1": ("mm d-1", 86400.0),
+    "K": ("°C", 1.0),  # offset handled by display_values
+}
+
+
+def display_values(values: np.ndarray, units: str | None) -> tuple[np.ndarray, str]:
+    """Values in the units the community reads (see :data:`DISPLAY_UNITS`).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Values in ``units`` (canonical Table 3 units after reading).
+    units : str or None
+        Their units.
+
+    Returns
+    -------
+    values, units : numpy.ndarray, str
+        Converted values (a new array) and their units; unchanged when no conversion applies.
+    """
+    canonical = normalise_units(units) if units else None
+    if canonical not in DISPLAY_UNITS:
+        return np.asarray(values), units or ""
+    target, factor = DISPLAY_UNITS[canonical]
+    converted = np.asarray(values, dtype="float64") * factor
+    if canonical == "K":
+        converted = converted - 273.15
+    return converted, target
+
+
 def strip_invisible(text: str) -> str:
     """Remove zero-width characters and surrounding white space from ``text``."""
     return _ZERO_WIDTH.sub("", str(text)).strip()

@@ -417,3 +417,38 @@ def test_bad_cache_size_setting_warns_and_keeps_the_default(monkeypatch):
     assert cache_bytes(8) == 8 * 2**20  # --cache-mb wins over the environment
     with pytest.warns(UserWarning, match="not positive"):
         assert cache_bytes(-1) == DEFAULT_CACHE_MB * 2**20
+
+
+def test_a_variable_without_observations_is_drawn_in_community_units(service):
+    view = SitesView(selection=Selection(site=CAL_SITE, variable="gpp"), service=service)
+    overlay = view.plots.timeseries(CAL_SITE, "gpp", 1, ["ALPHA.v1"])
+    assert overlay.label.startswith(f"{CAL_SITE} gpp — models only")
+    lines = _model_lines(overlay)
+    prior = lines[("ALPHA.v1", "dashed")]
+    run = service.archive.open_run(service.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
+    np.testing.assert_allclose(prior, run["gpp"].values * 1000 * 86400, rtol=1e-6)  # gC m-2 d-1
+    dims = [d.pprint_label for d in overlay.traverse(lambda x: x, [hv.Curve])[0].vdims]
+    assert any("gC m-2 d-1" in d for d in dims), dims
+    # Plots that need observations say why they are empty instead of appearing blank.
+    assert "not observed" in view.plots.scatter(CAL_SITE, "gpp", 1, []).label
+    assert "needs observations" in view.plots.taylor(CAL_SITE, "gpp", 1, []).label
+    # The map falls back to the spread across models, and says so.
+    points = view.map.site_points("misfit_reduction", "gpp", 1, "Posterior", [])
+    assert "no observations" in points.opts.get().kwargs["clabel"]
+
+
+def test_map_colour_bar_is_titled_after_the_chosen_metric(service):
+    from bokeh.models import ColorBar
+
+    selection = Selection(site=CAL_SITE, view="sites")
+    root = pn.panel(SitesView(selection=selection, service=service)).get_root(
+        Document(), comm=Comm())
+
+    def bar_titles() -> list[str]:
+        return [bar.title for bar in root.select({"type": ColorBar})]
+
+    assert bar_titles() == ["Misfit reduction"]
+    selection.metric = "chi2"  # HoloViews alone kept the first metric's title
+    assert bar_titles() == ["χ²"]
+    selection.variable = "lai"
+    assert bar_titles() == ["Spread reduction (lai has no observations to score)"]

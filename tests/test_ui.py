@@ -192,3 +192,13 @@ def test_clicking_a_scorecard_cell_opens_that_site_and_model(watched, app_url):
         """(site) => [...Bokeh.documents[0].all_models].some(
             m => m.title && m.title.text && m.title.text.startsWith(site + ' NEE'))""",
         arg=cell["site"], timeout=30000)
+
+
+def test_a_variable_without_observations_shows_its_series_in_community_units(watched,
+                                                                            app_url):
+    watched.goto(f"{app_url}/?view=sites&site={CAL_SITE}&variable=gpp")
+    wait_idle(watched)
+    assert any(t.startswith(f"{CAL_SITE} gpp") for t in titles(watched)), titles(watched)
+    labels = watched.evaluate("""() => [...Bokeh.documents[0].all_models]
+        .filter(m => m.axis_label).map(m => m.axis_label)""")
+    assert any("gpp" in label and "gC m-2 d-1" in label for label in labels), labels

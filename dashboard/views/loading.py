@@ -8,13 +8,30 @@ queueing behind a whole page.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import panel as pn
 
+log = logging.getLogger(__name__)
+
 #: CSS class a view's container gets once every step has been added: tests and benchmarks read
 #: it from the Bokeh models to know the page is complete.
 COMPLETE_CLASS = "callmip-complete"
+
+
+def _built(factory: Callable[[], pn.viewable.Viewable]) -> pn.viewable.Viewable:
+    """What ``factory`` builds, or a short message if it fails (the error goes to the log).
+
+    One part that cannot be drawn never stops the rest of the page, and no traceback or server
+    path reaches the browser.
+    """
+    try:
+        return factory()
+    except Exception:
+        log.exception("a part of the page could not be built")
+        return pn.pane.Alert("This part of the page could not be drawn; the server log says "
+                             "why.", alert_type="danger", sizing_mode="stretch_width")
 
 
 def in_server_session() -> bool:
@@ -41,13 +58,13 @@ def fill_progressively(container: pn.layout.ListLike,
         container.css_classes = [*container.css_classes, COMPLETE_CLASS]
 
     if not in_server_session():
-        container.extend(factory() for factory in factories)
+        container.extend(_built(factory) for factory in factories)
         complete()
         return
     pending = list(factories)
 
     def add_next() -> None:
-        container.append(pending.pop(0)())
+        container.append(_built(pending.pop(0)))
         if pending:
             pn.state.execute(add_next, schedule=True)
         else:

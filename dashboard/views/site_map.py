@@ -10,10 +10,12 @@ import param
 
 from dashboard import queries
 from dashboard.service import DataService
-from dashboard.state import METRICS, Selection
+from dashboard.state import METRICS, SITE_VARIABLES, Selection
 from dashboard.views.style import DIVERGING, SEQUENTIAL, Look, for_holoviews
 from dashboard.views.templates import StyledElements
 
+#: Metrics that need no observations (statistics across models).
+SPREAD_ONLY_METRICS = ("spread_reduction",)
 #: Metrics whose map colours diverge around 0 (reductions).
 REDUCTION_METRICS = ("spread_reduction", "misfit_reduction", "misfit_reduction_chi2")
 
@@ -45,7 +47,15 @@ class SiteMap(pn.viewable.Viewer):
 
     def site_points(self, metric: str, variable: str, scenario: int, stage: str,
                     models: list[str]) -> hv.Points:
-        """Site markers coloured by ``metric`` (circles: calibration, triangles: validation)."""
+        """Site markers coloured by ``metric`` (circles: calibration, triangles: validation).
+
+        A variable without observations has no per-model scores: the map then shows the
+        spread reduction across models, and its colour bar says so.
+        """
+        label = METRICS[metric].split(" (")[0]
+        if variable not in SITE_VARIABLES and metric not in SPREAD_ONLY_METRICS:
+            metric = "spread_reduction"
+            label = f"Spread reduction ({variable} has no observations to score)"
         frame = self.site_metric_frame(metric, variable, scenario, stage, models)
         values = frame["value"].to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
@@ -57,17 +67,18 @@ class SiteMap(pn.viewable.Viewer):
         else:
             cmap = SEQUENTIAL
             clim = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        value = hv.Dimension("value", label=label)
         points = hv.Points(for_holoviews(frame), kdims=["lon", "lat"],
-                           vdims=["value", "site", "name", "role", "igbp", "n_models", "label"])
+                           vdims=[value, "site", "name", "role", "igbp", "n_models", "label"])
         hover = [("site", "@site (@name)"), ("type", "@igbp, @role"),
-                 (METRICS[metric].split(" (")[0], "@label"), ("models", "@n_models")]
+                 ("map colour", "@label"), ("models", "@n_models")]
         return points.opts(
             color="value", cmap=cmap, clim=clim, colorbar=True, clipping_colors={"NaN": "#bbbbbb"},
             marker=hv.dim("role").categorize({"Cal": "circle", "Val": "triangle"}, "square"),
             size=11 * self.look.fontscale, line_color=self.look.fg, line_width=0.8,
             tools=["tap", "hover"], hover_tooltips=hover, nonselection_alpha=0.9,
             selection_line_color="#ff00aa", selection_line_width=3,
-            clabel=METRICS[metric].split(" (")[0],
+            clabel=label, hooks=[_colour_bar_title],
         )
 
     def land(self) -> hv.Path:
@@ -113,3 +124,14 @@ class SiteMap(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.pane.HoloViews(self.site_map(), name="site-map")
+
+
+def _colour_bar_title(plot, element: hv.Element) -> None:
+    """Title the colour bar after the metric of this frame.
+
+    HoloViews sets a colour bar's title when the plot is created and not on later frames, so a
+    new metric kept the first metric's name.
+    """
+    bar = plot.handles.get("colorbar", plot.handles.get("color_colorbar"))
+    if bar is not None:
+        bar.title = element.get_dimension("value").label

@@ -16,6 +16,7 @@ from dashboard import queries
 from dashboard.metrics.diagrams import MONTHS, monthly_means
 from dashboard.service import DataService
 from dashboard.sitedata import SiteSeries
+from dashboard.state import SITE_VARIABLES
 from dashboard.views.style import Look, model_colour
 from dashboard.views.templates import StyledElements
 
@@ -117,8 +118,12 @@ class SitePlots:
             color=self.look.obs_colour, size=3 * self.look.fontscale, tools=["hover"],
             hover_tooltips=[("date", "@time{%F}"), (variable, f"@{{{variable}}}")],
             hover_formatters={"@time": "datetime"}))
-        n_note = (f" — {data.n_obs_valid} valid observed days of {data.n_days}"
-                  if data.n_days else " — no observations")
+        if variable not in SITE_VARIABLES:
+            n_note = " — models only (not observed at flux towers)"
+        elif data.n_days:
+            n_note = f" — {data.n_obs_valid} valid observed days of {data.n_days}"
+        else:
+            n_note = " — no observations"
         title = f"{site} {variable}{n_note}"
         return self.styled.overlay(layers, title, responsive=True, height=230,
                              show_legend=False, fontscale=self.look.fontscale, framewise=True,
@@ -193,8 +198,12 @@ class SitePlots:
                 hv.Scatter, stacked, xd, [yd, "model_code"], label=stage.lower(),
                 size=3 * self.look.fontscale, fill_alpha=fill, line_alpha=line_alpha,
                 **self._model_style()))
-        title = ("Model vs observations" if np.isfinite(lo)
-                 else "Model vs observations: no matching days")
+        if variable not in SITE_VARIABLES:
+            title = f"Model vs observations: {variable} is not observed at flux towers"
+        elif np.isfinite(lo):
+            title = "Model vs observations"
+        else:
+            title = "Model vs observations: no matching days"
         return self.styled.overlay(layers, title, responsive=True, height=300, show_legend=False,
                              framewise=True, shared_axes=False, fontscale=self.look.fontscale,
                              bgcolor=self.look.bg)
@@ -255,7 +264,9 @@ class SitePlots:
                 hover_tooltips=[("model", "@model"), ("r", "@r{0.00}"), ("SD ratio", "@sd{0.00}"),
                                 ("n", "@n")], **self._model_style()))
         title = f"Taylor diagram ({variable}): ○ prior → ● posterior"
-        if frame.empty:
+        if variable not in SITE_VARIABLES:
+            title = f"Taylor diagram ({variable}): needs observations, none for {variable}"
+        elif frame.empty:
             title += " — insufficient data"
         return self.styled.overlay(layers, title, xlim=(0, rmax * 1.08), ylim=(0, rmax * 1.08),
                              frame_width=int(300 * self.look.fontscale),

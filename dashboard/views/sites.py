@@ -44,6 +44,12 @@ class SitesView(pn.viewable.Viewer):
         # together (see _on_selection), rather than each plot watching the selection.
         self._site_stream = _SiteStream(site=s.site, scenario=s.scenario, models=list(s.models))
         self._variable_stream = _VariableStream(variable=s.variable)
+        # The time series of a selected variable without observations (gpp, lai, …), shown
+        # above the observed fluxes; built when one is first selected, then it follows the
+        # selection while one is selected and hides otherwise.
+        self._unobserved_stream = _VariableStream(variable=s.variable)
+        self._unobserved_pane: pn.pane.HoloViews | None = None
+        self._page: pn.Column | None = None
         self._map_stream = _MapStream(metric=s.metric, variable=s.variable, scenario=s.scenario,
                                       stage=s.stage, models=list(s.models))
         s.param.watch(self._on_selection, ["site", "variable", "scenario", "models", "stage",
@@ -71,15 +77,37 @@ class SitesView(pn.viewable.Viewer):
                                                 "models": list(s.models)}))
         if "variable" in names:
             updates.append((self._variable_stream, {"variable": s.variable}))
+        unobserved = self._unobserved(s.variable)
+        if unobserved and self._unobserved_pane is None and self._page is not None:
+            self._page.insert(2, self._unobserved_timeseries())
+        elif unobserved and (site_changed or "variable" in names):
+            updates.append((self._unobserved_stream, {"variable": unobserved}))
         if names & {"metric", "variable", "scenario", "stage", "models"}:
             updates.append((self._map_stream, {
                 "metric": s.metric, "variable": s.variable, "scenario": s.scenario,
                 "stage": s.stage, "models": list(s.models)}))
         with pn.io.hold(freeze=True):
+            if self._unobserved_pane is not None:
+                self._unobserved_pane.visible = bool(unobserved)
             if site_changed:
                 self.card.update(s.site, s.scenario, s.models)
             for stream, values in updates:
                 stream.event(**values)
+
+    def _unobserved_timeseries(self) -> pn.pane.HoloViews:
+        """The time series pane of the selected variable without observations."""
+        self._unobserved_stream.event(variable=self.selection.variable)
+        dmap = hv.DynamicMap(
+            lambda site, scenario, models, variable: self.plots.timeseries(
+                site, variable, scenario, models),
+            streams=[self._site_stream, self._unobserved_stream])
+        self._unobserved_pane = pn.pane.HoloViews(dmap, sizing_mode="stretch_width")
+        return self._unobserved_pane
+
+    @staticmethod
+    def _unobserved(variable: str) -> str:
+        """``variable`` if it has no flux-tower observations, else ``""``."""
+        return "" if variable in SITE_VARIABLES else variable
 
     def _dynamic(self, method, *, variable: str | None = None) -> hv.DynamicMap:
         """A DynamicMap of ``method(site, variable, scenario, models)`` following the selection.
@@ -111,9 +139,12 @@ class SitesView(pn.viewable.Viewer):
             pn.Row(pn.Column(self.map, sizing_mode="stretch_width"), self.card.card,
                    sizing_mode="stretch_width"),
             self.card.key, sizing_mode="stretch_width")
+        self._page = page
         # The selected variable's time series first: it answers "did calibration help here?".
         order = [s.variable] + [v for v in SITE_VARIABLES if v != s.variable]
+        first = [self._unobserved_timeseries] if self._unobserved(s.variable) else []
         fill_progressively(page, [
+            *first,
             *[partial(plot, plots.timeseries, variable=v) for v in order
               if v in SITE_VARIABLES],
             lambda: pn.Row(plot(plots.seasonal_cycle), plot(plots.scatter),
