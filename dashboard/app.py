@@ -74,8 +74,8 @@ def build_widgets(selection: Selection, service: DataService) -> list[pn.viewabl
                  **{f"{v} (spread only)": v for v in UNOBSERVED_VARIABLES}},
         name="Variable")
     model_pick = pn.widgets.MultiChoice.from_param(
-        selection.param.models, options=models, name="Models (empty = all)",
-        placeholder="all models")
+        selection.param.models, options=models,
+        name="Highlighted models (others muted)", placeholder="first model")
     scenario = pn.widgets.Select.from_param(selection.param.scenario,
                                             options=service.scenarios(), name="Scenario")
     stage = pn.widgets.RadioButtonGroup.from_param(selection.param.stage, name="Stage")

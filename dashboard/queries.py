@@ -42,6 +42,18 @@ def shown_models(service: DataService, models: list[str] | tuple[str, ...]) -> l
     return chosen or list(available)
 
 
+def highlighted_models(service: DataService, models: list[str] | tuple[str, ...]
+                       ) -> list[str]:
+    """The models a site's plots draw in colour: the chosen ones, else the archive's first.
+
+    The others are drawn muted, as context: five models' 18-year daily series in full colour
+    cannot be told apart.
+    """
+    available = service.model_ids()
+    chosen = [m for m in models if m in available]
+    return chosen or available[:1]
+
+
 def site_order(service: DataService) -> list[str]:
     """Sites ordered calibration first, then validation, then others, alphabetically within."""
     def compute() -> list[str]:

@@ -58,8 +58,17 @@ def _model_lines(overlay: hv.Overlay) -> dict[tuple[str, str], np.ndarray]:
 def test_timeseries_follow_the_selected_site(service):
     selection = Selection(site=CAL_SITE)
     view = SitesView(selection=selection, service=service)
+    # No model chosen: the first is highlighted (prior and posterior in colour), the others'
+    # posteriors are muted context.
     overlay = view.plots.timeseries(CAL_SITE, "NEE", 1, [])
     assert set(_model_lines(overlay)) == {
+        ("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid"), ("BETA-X.v2.1", "solid")}
+    colours = {c.label: c.opts.get().kwargs["color"] for c in _elements(overlay, hv.Curve)
+               if len(c)}
+    assert colours["BETA-X.v2.1 posterior"] == view.look.muted_colour
+    assert colours["ALPHA.v1 posterior"] != view.look.muted_colour
+    both = view.plots.timeseries(CAL_SITE, "NEE", 1, ["ALPHA.v1", "BETA-X.v2.1"])
+    assert set(_model_lines(both)) == {
         ("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid"),
         ("BETA-X.v2.1", "dashed"), ("BETA-X.v2.1", "solid")}
     obs = _elements(overlay, hv.Scatter)
@@ -79,11 +88,13 @@ def test_timeseries_follow_the_selected_site(service):
     np.testing.assert_allclose(lower[seen], (values - 1.96 * unc)[seen], rtol=1e-6)
     np.testing.assert_allclose(upper[seen], (values + 1.96 * unc)[seen], rtol=1e-6)
     np.testing.assert_array_equal(lower[~seen], upper[~seen])
-    # Two models shown: each posterior has its 95 % band (posterior files carry nep_post_unc).
-    assert len([a for a in _elements(overlay, hv.Area)
-                if a.label == "posterior band" and len(a)]) == 2
-    other = view.plots.timeseries(VAL_SITE, "NEE", 1, ["ALPHA.v1"])
-    assert set(_model_lines(other)) == {("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid")}
+    # Each highlighted posterior has its 95 % band (posterior files carry nep_post_unc).
+    for drawn, n_bands in ((overlay, 1), (both, 2)):
+        assert len([a for a in _elements(drawn, hv.Area)
+                    if a.label == "posterior band" and len(a)]) == n_bands
+    other = view.plots.timeseries(VAL_SITE, "NEE", 1, ["BETA-X.v2.1"])
+    assert set(_model_lines(other)) == {("BETA-X.v2.1", "dashed"), ("BETA-X.v2.1", "solid"),
+                                        ("ALPHA.v1", "solid")}
     assert hv.render(other).title.text.startswith(f"{VAL_SITE} NEE — ")
 
 
@@ -149,10 +160,14 @@ def test_map_colour_metric_changes_values(service):
 
 def test_diagrams_follow_variable(service):
     view = SitesView(selection=Selection(site=CAL_SITE), service=service)
-    cycle = view.plots.seasonal_cycle(CAL_SITE, "Qh", 1, [])
+    pair = ["ALPHA.v1", "BETA-X.v2.1"]
+    cycle = view.plots.seasonal_cycle(CAL_SITE, "Qh", 1, pair)
     assert all(c.vdims[0].name == "Qh" for c in _elements(cycle, hv.Curve))
-    assert len(_model_lines(cycle)) == 4  # prior and posterior of each model
-    taylor_frame = view.plots.taylor_frame(CAL_SITE, "Qle", 1, [])
+    assert len(_model_lines(cycle)) == 4  # prior and posterior of each highlighted model
+    assert len(_model_lines(view.plots.seasonal_cycle(CAL_SITE, "Qh", 1, ["ALPHA.v1"]))) == 3
+    assert set(view.plots.taylor_frame(CAL_SITE, "Qle", 1, ["BETA-X.v2.1"])["model"]) == {
+        "BETA-X.v2.1"}  # the diagrams show the highlighted models only
+    taylor_frame = view.plots.taylor_frame(CAL_SITE, "Qle", 1, pair)
     assert sorted(zip(taylor_frame["model"], taylor_frame["stage"], strict=True)) == [
         ("ALPHA.v1", "Posterior"), ("ALPHA.v1", "Prior"),
         ("BETA-X.v2.1", "Posterior"), ("BETA-X.v2.1", "Prior")]
@@ -165,7 +180,7 @@ def test_diagrams_follow_variable(service):
                        & (taylor_frame["stage"] == "Prior")].iloc[0]
     assert row["r"] == pytest.approx(np.corrcoef(both.T)[0, 1])
     assert row["sd"] == pytest.approx(both[:, 1].std() / both[:, 0].std())
-    taylor = view.plots.taylor(CAL_SITE, "Qle", 1, [])
+    taylor = view.plots.taylor(CAL_SITE, "Qle", 1, pair)
     (arrows,) = _elements(taylor, hv.Segments)
     models = service.model_ids()
     codes = arrows.dimension_values("model_code")
@@ -452,3 +467,28 @@ def test_map_colour_bar_is_titled_after_the_chosen_metric(service):
     assert bar_titles() == ["χ²"]
     selection.variable = "lai"
     assert bar_titles() == ["Spread reduction (lai has no observations to score)"]
+
+
+def test_time_series_open_on_the_last_two_years_and_can_show_the_whole_record(service,
+                                                                               monkeypatch):
+    from bokeh.models import Plot
+
+    import dashboard.views.site_plots as site_plots
+
+    monkeypatch.setattr(site_plots, "RECENT_DAYS", 100)  # the tiny archive has two years
+    selection = Selection(site=CAL_SITE, view="sites")
+    view = SitesView(selection=selection, service=service)
+    root = pn.panel(view).get_root(Document(), comm=Comm())
+    nee = [p for p in root.select({"type": Plot})
+           if p.title is not None and p.title.text.startswith(f"{CAL_SITE} NEE")][0]
+    day = 86_400_000
+    end = pd.Timestamp("2001-12-31T12:00").value / 1e6  # the tiny archive ends in 2001
+    assert nee.x_range.end == pytest.approx(end + day, abs=day)
+    assert nee.x_range.start == pytest.approx(end - 100 * day, abs=2 * day)
+    view.window.value = "all"  # the button above the plots
+    assert nee.x_range.start == pytest.approx(
+        pd.Timestamp("2000-01-01T12:00").value / 1e6 - day, abs=2 * day)
+    # A new highlight recolours the same curves in place (no new plot).
+    glyphs = {id(r) for r in nee.renderers}
+    selection.models = ["BETA-X.v2.1"]
+    assert {id(r) for r in nee.renderers} == glyphs

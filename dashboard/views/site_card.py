@@ -60,15 +60,20 @@ class SiteCard(pn.viewable.Viewer):
                 + "".join(_alert(p, "danger") for p in facts["problems"]))
 
     def colour_key(self, site: str, scenario: int, models: list[str]) -> str:
-        """HTML key: the models' colours (solid posterior, dashed prior) and the observations."""
-        shown = queries.shown_models(self.service, models)
+        """HTML key: the highlighted models' colours, the muted others and the observations."""
+        highlighted = queries.highlighted_models(self.service, models)
         all_models = self.service.model_ids()
         items = [f'<span class="key"><span style="color:{self.look.obs_colour}">●</span> '
                  f'observations, shaded ± 1.96 σ</span>']
         items += [f'<span class="key"><span style="color:{model_colour(m, all_models)};'
-                  f'font-weight:bold">━━</span> {escape(m)}</span>' for m in shown]
+                  f'font-weight:bold">━━</span> {escape(m)}</span>' for m in highlighted]
+        others = len(all_models) - len(highlighted)
+        if others:
+            items.append(f'<span class="key"><span style="color:{self.look.muted_colour}">'
+                         f'━━</span> {others} other model{"s" if others > 1 else ""} '
+                         '(posterior; choose models in the sidebar to highlight them)</span>')
         items.append('<span class="key">solid: posterior · dashed: prior · shaded: posterior '
-                     f'95 % (≤ {MAX_BANDS} models shown)</span>')
+                     f'95 % (≤ {MAX_BANDS} highlighted models)</span>')
         return " &nbsp; ".join(items)
 
     def __panel__(self) -> pn.viewable.Viewable:

@@ -42,10 +42,16 @@ class SitePlots:
         # One date formatter for every time axis of this session: a new Bokeh model per frame
         # would defeat the option templates, and a Bokeh model belongs to one document only.
         self._dates = DatetimeTickFormatter()
+        #: Time window (epoch ms) of each time-series frame, by its title (see _apply_window).
+        self._windows: dict[str, tuple[float, float] | tuple[None, None]] = {}
 
     def series(self, site: str, variable: str, scenario: int, models: list[str]) -> SiteSeries:
-        """The tidy series of a site (shared by every session through the data service)."""
-        return queries.site_series(self.service, site, variable, scenario, models)
+        """The tidy series of a site, every model (shared by every session)."""
+        return queries.site_series(self.service, site, variable, scenario, [])
+
+    def highlighted(self, models: list[str]) -> list[str]:
+        """The models drawn in colour (:func:`queries.highlighted_models`); others are muted."""
+        return queries.highlighted_models(self.service, models)
 
     def _model_style(self) -> dict:
         """Colour options for glyphs coloured by their ``model_code`` value.
@@ -59,32 +65,46 @@ class SitePlots:
                 "clim": (-0.5, len(palette) - 0.5), "colorbar": False}
 
     def _model_curves(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-                      kdims: list) -> list[hv.Curve]:
+                      kdims: list, highlighted: list[str]) -> list[hv.Curve]:
         """One curve per archive model and stage, empty when absent.
 
-        Dashed priors, solid posteriors, each in its model's colour. The fixed structure lets a
+        Highlighted models: dashed prior and solid posterior in the model's colour. The others:
+        their posterior as a thin muted line (context, not spaghetti), no prior. Muted curves
+        come first so the highlighted ones are drawn on top. The fixed structure lets a
         DynamicMap patch the data of the existing plot. Curves, not one multi-line Path:
         HoloViews splits multi-paths at ~10 ms a path on every update.
         """
         all_models = self.service.model_ids()
         empty = (np.empty(0), np.empty(0))
-        return [self.styled.element(hv.Curve, curves.get((model, stage), empty), *kdims,
-                              label=f"{model} {stage.lower()}",
-                              color=model_colour(model, all_models),
-                              line_width=self.look.line_width,
-                              line_dash="dashed" if stage == "Prior" else "solid",
-                              alpha=0.6 if stage == "Prior" else 0.95)
-                for stage in ("Prior", "Posterior") for model in all_models]
+        order = ([m for m in all_models if m not in highlighted]
+                 + [m for m in all_models if m in highlighted])
+        layers = []
+        for stage in ("Prior", "Posterior"):
+            for model in order:
+                lit = model in highlighted
+                data = curves.get((model, stage), empty) if lit or stage != "Prior" else empty
+                style = ({"color": model_colour(model, all_models),
+                          "line_width": self.look.line_width,
+                          "alpha": 0.75 if stage == "Prior" else 0.95}
+                         if lit else {"color": self.look.muted_colour,
+                                      "line_width": max(1.0, self.look.line_width / 2),
+                                      "alpha": 0.45})
+                layers.append(self.styled.element(
+                    hv.Curve, data, *kdims, label=f"{model} {stage.lower()}",
+                    line_dash="dashed" if stage == "Prior" else "solid", **style))
+        return layers
 
-    def timeseries(self, site: str, variable: str, scenario: int, models: list[str]
-                   ) -> hv.Overlay:
-        """Observations and each model's prior (dashed) and posterior (solid).
+    def timeseries(self, site: str, variable: str, scenario: int, models: list[str],
+                   window: str = "recent") -> hv.Overlay:
+        """Observations and the highlighted models' prior (dashed) and posterior (solid).
 
-        Observations carry their 95 % band (± 1.96 σ_O). Posteriors carry their 95 % band
-        (posterior uncertainty or ensemble range) when at most :data:`MAX_BANDS` models are
-        shown, so that the bands stay readable. Time is drawn as epoch milliseconds with a
-        datetime axis (HoloViews converts datetimes point by point in some paths); the colour
-        key above the plots replaces per-plot legends.
+        The other models' posteriors are drawn muted. Observations carry their 95 % band
+        (± 1.96 σ_O). Highlighted posteriors carry their 95 % band (posterior uncertainty or
+        the ensemble's predictive interval) when at most :data:`MAX_BANDS` are highlighted, so
+        that the bands stay readable. ``window="recent"`` opens on the last two years of the
+        record (zoom out or choose the whole record for all of it), ``"all"`` on everything.
+        Time is drawn as epoch milliseconds with a datetime axis (HoloViews converts datetimes
+        point by point in some paths); the colour key above the plots replaces legends.
         """
         data = self.series(site, variable, scenario, models)
         all_models = self.service.model_ids()
@@ -92,7 +112,7 @@ class SitePlots:
         vdim = hv.Dimension(variable, label=ylabel)
         tdim = hv.Dimension("time", label="date")
         drawing = data.drawing
-        shown = sorted({model for model, _ in drawing.runs})
+        highlighted = self.highlighted(models)
         empty = np.empty(0, dtype="float32")
         # The observation uncertainty is one shaded band: far cheaper to draw than an error
         # bar per day, and it reads as the envelope it is.
@@ -101,7 +121,8 @@ class SitePlots:
                           label="observation uncertainty", color=self.look.obs_colour,
                           alpha=0.15, line_alpha=0)]
         # A fixed number of band slots (coloured per frame) keeps the plot's structure fixed.
-        banded = list(drawing.banded) if len(shown) <= MAX_BANDS else []
+        banded = ([m for m in drawing.banded if m in highlighted]
+                  if len(highlighted) <= MAX_BANDS else [])
         for slot in range(MAX_BANDS):
             model = banded[slot] if slot < len(banded) else None
             data_ = ((drawing.runs[(model, "Posterior")][0],
@@ -112,7 +133,7 @@ class SitePlots:
                                         label="posterior band", color=colour, alpha=0.18,
                                         line_alpha=0))
         curves = {key: arrays[:2] for key, arrays in drawing.runs.items()}
-        layers += self._model_curves(curves, [tdim, vdim])
+        layers += self._model_curves(curves, [tdim, vdim], highlighted)
         layers.append(self.styled.element(
             hv.Scatter, drawing.obs, tdim, vdim, label="observations",
             color=self.look.obs_colour, size=3 * self.look.fontscale, tools=["hover"],
@@ -125,10 +146,22 @@ class SitePlots:
         else:
             n_note = " — no observations"
         title = f"{site} {variable}{n_note}"
+        self._windows[title] = _time_window(drawing, window)
         return self.styled.overlay(layers, title, responsive=True, height=230,
-                             show_legend=False, fontscale=self.look.fontscale, framewise=True,
-                             bgcolor=self.look.bg, xlabel="", tools=["xwheel_zoom"],
-                             xformatter=self._dates)
+                                   show_legend=False, fontscale=self.look.fontscale,
+                                   framewise=True, bgcolor=self.look.bg, xlabel="",
+                                   tools=["xwheel_zoom"], xformatter=self._dates,
+                                   hooks=[self._apply_window])
+
+    def _apply_window(self, plot, element: hv.Overlay) -> None:
+        """Show the frame's time window (a hook run on every frame).
+
+        HoloViews reads plot options such as ``xlim`` once, on the first frame, so a window
+        chosen later is applied to the time axis here. Zooming and panning stay the user's.
+        """
+        start, end = self._windows.get(element.label, (None, None))
+        if start is not None:
+            plot.handles["x_range"].update(start=start, end=end)
 
     def seasonal_cycle(self, site: str, variable: str, scenario: int, models: list[str]
                        ) -> hv.Overlay:
@@ -157,7 +190,7 @@ class SitePlots:
         layers: list[hv.Element] = [
             self.styled.element(hv.Curve, obs_cycle, mdim, vdim, label="observations",
                           color=self.look.obs_colour, line_width=self.look.line_width + 1.5)]
-        layers += self._model_curves(curves, [mdim, vdim])
+        layers += self._model_curves(curves, [mdim, vdim], self.highlighted(models))
         note = " (observed days)" if observed.any() else " (all days)"
         title = f"Mean seasonal cycle{note}"
         return self.styled.overlay(layers, title, responsive=True, height=300,
@@ -178,7 +211,10 @@ class SitePlots:
         yd = hv.Dimension("model", label=f"modelled {variable} ({data.units})")
         parts: dict[str, list[np.ndarray]] = {"Prior": [], "Posterior": []}
         lo, hi = np.inf, -np.inf
+        highlighted = self.highlighted(models)
         for (model, stage), values in aligned.runs.items():
+            if model not in highlighted:
+                continue
             both = np.isfinite(aligned.obs) & np.isfinite(values)
             if not both.any():
                 continue
@@ -210,8 +246,9 @@ class SitePlots:
 
     def taylor_frame(self, site: str, variable: str, scenario: int, models: list[str]
                      ) -> pd.DataFrame:
-        """Normalised SD, correlation and diagram coordinates per (model, stage)."""
-        return queries.taylor_frame(self.service, site, variable, scenario, models)
+        """Normalised SD, correlation and coordinates per (model, stage), highlighted models."""
+        frame = queries.taylor_frame(self.service, site, variable, scenario, [])
+        return frame[frame["model"].isin(self.highlighted(models))].reset_index(drop=True)
 
     def taylor(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
         """Taylor diagram: normalised SD (radius) and correlation (angle).
@@ -291,3 +328,21 @@ def _arrow_segments(x0: float, y0: float, x1: float, y1: float
         segments.append((x1, y1, x1 - (ux * cos - uy * sin) * head,
                          y1 - (ux * sin + uy * cos) * head))
     return segments
+
+
+#: Days shown when a time series opens on the recent part of its record.
+RECENT_DAYS = 730
+
+
+def _time_window(drawing, window: str) -> tuple[float, float] | tuple[None, None]:
+    """Time limits (epoch ms) of the last :data:`RECENT_DAYS` of the record, or the whole of it."""
+    times = [drawing.obs[0]] + [arrays[0] for arrays in drawing.runs.values()]
+    times = [t for t in times if len(t)]
+    if not times:
+        return (None, None)
+    start = float(min(t[0] for t in times))
+    end = float(max(t[-1] for t in times))
+    day = 86_400_000.0
+    if window == "recent":
+        start = max(start, end - RECENT_DAYS * day)
+    return (start - day, end + day)

@@ -26,6 +26,10 @@ from dashboard.views.style import Look
 
 _SiteStream = hv.streams.Stream.define("SiteSelection", site="", scenario=1, models=[])
 _VariableStream = hv.streams.Stream.define("VariableSelection", variable="NEE")
+_WindowStream = hv.streams.Stream.define("TimeWindow", window="recent")
+
+#: Time windows the time series open on (label → :meth:`SitePlots.timeseries` window).
+WINDOWS = {"Last 2 years": "recent", "Whole record": "all"}
 _MapStream = hv.streams.Stream.define("MapSelection", metric="misfit_reduction", variable="NEE",
                                       scenario=1, stage="Posterior", models=[])
 
@@ -44,6 +48,9 @@ class SitesView(pn.viewable.Viewer):
         # together (see _on_selection), rather than each plot watching the selection.
         self._site_stream = _SiteStream(site=s.site, scenario=s.scenario, models=list(s.models))
         self._variable_stream = _VariableStream(variable=s.variable)
+        self._window_stream = _WindowStream()
+        self.window = pn.widgets.RadioButtonGroup(options=WINDOWS, value="recent")
+        self.window.param.watch(self._on_window, "value")
         # The time series of a selected variable without observations (gpp, lai, …), shown
         # above the observed fluxes; built when one is first selected, then it follows the
         # selection while one is selected and hides otherwise.
@@ -94,13 +101,17 @@ class SitesView(pn.viewable.Viewer):
             for stream, values in updates:
                 stream.event(**values)
 
+    def _on_window(self, event: param.parameterized.Event) -> None:
+        with pn.io.hold(freeze=True):
+            self._window_stream.event(window=event.new)
+
     def _unobserved_timeseries(self) -> pn.pane.HoloViews:
         """The time series pane of the selected variable without observations."""
         self._unobserved_stream.event(variable=self.selection.variable)
         dmap = hv.DynamicMap(
-            lambda site, scenario, models, variable: self.plots.timeseries(
-                site, variable, scenario, models),
-            streams=[self._site_stream, self._unobserved_stream])
+            lambda site, scenario, models, variable, window: self.plots.timeseries(
+                site, variable, scenario, models, window),
+            streams=[self._site_stream, self._unobserved_stream, self._window_stream])
         self._unobserved_pane = pn.pane.HoloViews(dmap, sizing_mode="stretch_width")
         return self._unobserved_pane
 
@@ -115,10 +126,11 @@ class SitesView(pn.viewable.Viewer):
         With ``variable`` given the plot keeps that variable; otherwise it follows the
         selected one.
         """
-        if variable is not None:
+        if variable is not None:  # a time series: it also follows the time window
             return hv.DynamicMap(
-                lambda site, scenario, models: method(site, variable, scenario, models),
-                streams=[self._site_stream])
+                lambda site, scenario, models, window: method(site, variable, scenario, models,
+                                                              window),
+                streams=[self._site_stream, self._window_stream])
         return hv.DynamicMap(
             lambda site, scenario, models, variable: method(site, variable, scenario, models),
             streams=[self._site_stream, self._variable_stream])
@@ -138,7 +150,8 @@ class SitesView(pn.viewable.Viewer):
         page = pn.Column(
             pn.Row(pn.Column(self.map, sizing_mode="stretch_width"), self.card.card,
                    sizing_mode="stretch_width"),
-            self.card.key, sizing_mode="stretch_width")
+            pn.Row(self.card.key, self.window, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width")
         self._page = page
         # The selected variable's time series first: it answers "did calibration help here?".
         order = [s.variable] + [v for v in SITE_VARIABLES if v != s.variable]

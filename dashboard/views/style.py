@@ -54,6 +54,11 @@ class Look:
         return 2.5 if self.presentation else 1.4
 
     @property
+    def muted_colour(self) -> str:
+        """Colour of models drawn as context behind the highlighted ones."""
+        return "#8a8a8a" if self.theme == "dark" else "#a8a8a8"
+
+    @property
     def obs_colour(self) -> str:
         """Colour of observations (high contrast on the background)."""
         return "#f5f5f5" if self.theme == "dark" else "#111111"
