@@ -221,13 +221,20 @@ class ObsAligned:
 
 
 def _band(ds: xr.Dataset, variable: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Value and 95 % band of a run: ``± 1.96 σ`` or an ensemble's predictive interval.
+
+    For an ensemble of ``m`` members the band is ``x̄ ± t₍m−1, 0.975₎ · s · √(1 + 1/m)``
+    (sample sd ``s``, ddof = 1), the interval coverage is scored with (without the observation
+    error), never raw quantiles of the members, which are too narrow for small ensembles.
+    """
+    from dashboard.metrics.uncertainty import ensemble_predictive_interval
+
     da = ds[variable]
     if "member" in da.dims:
         values = da.transpose("member", ...).values
-        mean = values.mean(axis=0)  # a day missing in one member is missing for the ensemble
-        # Vectorised quantiles (xarray's NaN-aware quantile loops over every day).
-        lower, upper = np.quantile(values, [0.025, 0.975], axis=0)
-        return mean, lower, upper
+        # A day missing in one member is missing for the ensemble (mean and band NaN).
+        mean, half = ensemble_predictive_interval(values, axis=0)
+        return mean, mean - half, mean + half
     values = da.values
     unc_name = f"{variable}_unc" if f"{variable}_unc" in ds else f"{variable}_post_unc"
     if unc_name in ds:

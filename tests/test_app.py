@@ -16,8 +16,8 @@ from bokeh.document import Document
 from pyviz_comms import Comm
 
 from dashboard.app import create_app
-from dashboard.service import get_service
 from dashboard.server import start_server
+from dashboard.service import get_service
 from dashboard.state import Selection
 from dashboard.urlstate import query_from_selection, selection_from_query
 from dashboard.views.overview import OverviewView

@@ -60,16 +60,18 @@ def test_cell_area_clips_polar_cells():
 
 
 def test_global_total_of_constant_field():
+    # land=1.0: every cell is all land, so the total covers the whole sphere (the land
+    # weighting itself is tested in test_land_totals.py)
     lat, lon = grid(2.0)
     c = 1e-8  # kgC m-2 s-1
-    total = global_total(field(c, lat, lon))
+    total = global_total(field(c, lat, lon), land=1.0)
     expected = c * 4 * math.pi * R**2 * 365.25 * 86400 / 1e12  # PgC yr-1
     assert total.attrs["units"] == "PgC yr-1"
     np.testing.assert_allclose(total.values, expected, rtol=1e-12)
-    # land-only: NaN cells are left out
+    # NaN cells are left out
     masked = field(c, lat, lon)
     masked[:, lat < 0, :] = np.nan
-    np.testing.assert_allclose(global_total(masked).values, expected / 2, rtol=1e-12)
+    np.testing.assert_allclose(global_total(masked, land=1.0).values, expected / 2, rtol=1e-12)
     # other variables: area-weighted mean
     energy = field(40.0, lat, lon, units="W m-2")
     mean = global_total(energy)
@@ -81,12 +83,12 @@ def test_area_weighted_mean_weights_by_latitude_band():
     lat, lon = np.array([-45.0, 45.0]), np.array([-90.0, 90.0])
     da = field(np.array([[1.0, 1.0], [3.0, 3.0]]), lat, lon, times=1, units="K")
     # the two bands have equal area on this 2x2 grid -> mean 2
-    assert float(global_total(da)[0]) == pytest.approx(2.0)
+    assert float(global_total(da, land=1.0)[0]) == pytest.approx(2.0)
     lat3 = np.array([-60.0, 0.0, 60.0])
     da3 = field(np.array([[0.0], [1.0], [0.0]]) * np.ones((3, 2)), lat3, lon, times=1, units="K")
     band = np.array([math.sin(math.radians(b)) for b in (-90, -30, 30, 90)])
     w = np.diff(band)
-    assert float(global_total(da3)[0]) == pytest.approx(w[1] / w.sum())
+    assert float(global_total(da3, land=1.0)[0]) == pytest.approx(w[1] / w.sum())
 
 
 def test_zonal_mean_and_difference():
@@ -113,7 +115,7 @@ def test_cell_spread_lazy_with_dask():
     expected = np.std(np.stack([raw[m] for m in ("A", "B", "C")]), axis=0)
     np.testing.assert_allclose(spread.compute().values, expected)
     assert spread.attrs["n_models"] == 3
-    total = global_total(runs["A"])
+    total = global_total(runs["A"], land=1.0)
     assert total.chunks is not None
     area = cell_area(lat, lon).values
     np.testing.assert_allclose(total.compute().values,

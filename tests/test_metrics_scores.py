@@ -139,6 +139,42 @@ def test_alignment_on_dates_when_spans_differ():
     assert score(shifted, obs)["rmse"] > 0.5
 
 
+def test_daily_series_stamped_at_noon_and_midnight_are_matched_by_date():
+    # issue #10: a noon-stamped model against midnight-stamped obs used to fail with a
+    # broadcast error (and a gappy one silently found no common day)
+    rng = np.random.default_rng(10)
+    obs = series(rng.normal(size=60), start="2001-01-01")                  # 00:00 stamps
+    unc = series(np.full(60, 0.5), start="2001-01-01")
+    noon = pd.date_range("2000-12-20 12:00", periods=80, freq="D")        # 12:00 stamps
+    model = xr.DataArray(rng.normal(size=80), dims="time", coords={"time": noon})
+    by_date = dict(zip(noon.normalize(), model.values, strict=True))
+    pairs = [(by_date[t], v) for t, v in zip(pd.DatetimeIndex(obs.time.values), obs.values,
+                                             strict=True) if t in by_date]
+    assert len(pairs) == 60
+    mm, oo = np.array(pairs).T
+    got = score(model, obs, unc, model_unc=xr.full_like(model, 0.4))
+    assert got["n"] == 60 and got["n_coverage"] == 60 and got["n_chi2"] == 60
+    assert got["rmse"] == pytest.approx(np.sqrt(np.mean((mm - oo) ** 2)), rel=1e-12)
+    assert got["chi2"] == pytest.approx(np.mean(((mm - oo) / 0.5) ** 2), rel=1e-12)
+    # with gaps (not a contiguous axis) and an ensemble, and in misfit_reduction too
+    gappy = model.drop_isel(time=[30, 31])
+    assert score(gappy, obs)["n"] == 58
+    members = xr.concat([model, model + 1.0], dim="member").transpose("time", "member")
+    assert score(members, obs)["n"] == 60
+    mr = misfit_reduction(model, gappy, obs)
+    assert mr["n"] == 58 and mr["misfit_reduction"] == pytest.approx(0.0)
+    # same clock time everywhere: nothing changes
+    assert score(model + 1.0, model)["bias"] == pytest.approx(1.0)
+
+
+def test_sub_daily_series_are_not_floored():
+    hours = pd.date_range("2001-01-01", periods=96, freq="h")
+    half = pd.date_range("2001-01-01 00:30", periods=96, freq="h")
+    a = xr.DataArray(np.arange(96.0), dims="time", coords={"time": hours})
+    b = xr.DataArray(np.arange(96.0), dims="time", coords={"time": half})
+    assert score(a, b, min_n=1)["n"] == 0  # no shared stamp; not merged into days
+
+
 def test_min_n_insufficient_gives_nan_never_a_number():
     o = series(np.arange(40.0))
     m = o + 1.0

@@ -161,10 +161,11 @@ def test_tables_shapes_and_known_values(archive_root):
     np.testing.assert_allclose(prior_a["chi2"], (2.0 / 0.5) ** 2, rtol=1e-9)
     assert set(sc.loc[sc.site == "DK-Sor", "igbp"]) == {"DBF"}
     # the ensemble: deterministic scores on the mean, CRPS from the members: with member
-    # errors -1.5, -1, -0.5 on every day, E|X - y| = 1 and E|X - X'| = (2 * (0.5 + 1 + 0.5)) / 9
+    # errors -1.5, -1, -0.5 on every day, E|X - y| = 1 and the pairwise sum
+    # sum_ij |x_i - x_j| = 2 * (0.5 + 1 + 0.5) = 4, over 2 m (m - 1) = 12 (fair CRPS, issue #10)
     ens = sc[(sc.model == "B") & (sc.stage == "Posterior") & (sc.site == "DK-Sor")]
     np.testing.assert_allclose(ens["rmse"], 1.0, rtol=1e-9)
-    np.testing.assert_allclose(ens["crps"], 1.0 - 0.5 * 4.0 / 9.0, rtol=1e-9)
+    np.testing.assert_allclose(ens["crps"], 1.0 - 4.0 / 12.0, rtol=1e-9)
     assert set(ens["uncertainty_method"]) == {"ensemble"} and (ens["n_coverage"] == N_OBS).all()
     # deterministic runs without uncertainty: no coverage, never a number
     assert sc.loc[sc.model == "A", "coverage"].isna().all()

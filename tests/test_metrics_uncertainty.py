@@ -56,24 +56,26 @@ def test_coverage_nan_without_uncertainty_or_ensemble():
     assert math.isnan(got["coverage"]) and got["n"] == 0 and got["insufficient"] is True
 
 
-def test_ensemble_coverage_quantile_range_widened_by_obs_error():
+def test_ensemble_coverage_predictive_interval_widened_by_obs_error():
     rng = np.random.default_rng(8)
-    n, k = 120, 40
+    n, k = 120, 7
     o = rng.normal(size=n)
     members = rng.normal(0, 1.0, (n, k)) + 0.2
     s_obs = np.full(n, 0.3)
-    inside = 0
+    t = stats.t.ppf(0.975, k - 1)  # 2.447 for 7 members
+    inside = plain = 0
     for i in range(n):
-        q025, q50, q975 = np.percentile(members[i], [2.5, 50, 97.5])
-        lo = q50 - math.sqrt((q50 - q025) ** 2 + (1.96 * s_obs[i]) ** 2)
-        hi = q50 + math.sqrt((q975 - q50) ** 2 + (1.96 * s_obs[i]) ** 2)
-        inside += lo <= o[i] <= hi
+        x = members[i]
+        mean = sum(x) / k
+        var = sum((xi - mean) ** 2 for xi in x) / (k - 1)
+        half = math.sqrt(t**2 * var * (1 + 1 / k) + (1.96 * s_obs[i]) ** 2)
+        inside += mean - half <= o[i] <= mean + half
+        half0 = t * math.sqrt(var * (1 + 1 / k))
+        plain += mean - half0 <= o[i] <= mean + half0
     got = coverage(ensemble(members), series(o), series(s_obs))
     assert got["method"] == "ensemble" and got["n"] == n
     assert got["coverage"] == pytest.approx(inside / n)
-    # without obs error, the plain 2.5-97.5 % range
-    plain = sum(np.percentile(members[i], 2.5) <= o[i] <= np.percentile(members[i], 97.5)
-                for i in range(n))
+    # without obs error, the model's own predictive interval
     assert coverage(ensemble(members), series(o))["coverage"] == pytest.approx(plain / n)
 
 
@@ -89,8 +91,9 @@ def test_crps_ensemble_brute_force():
         if not np.all(np.isfinite(x)):
             continue
         e1 = sum(abs(xi - o[i]) for xi in x) / k
-        e2 = sum(abs(a - b) for a, b in itertools.product(x, x)) / k**2
-        per_day.append(e1 - 0.5 * e2)
+        # fair CRPS (Ferro 2014): the pairwise term over 2 k (k - 1)
+        pairs = sum(abs(a - b) for a, b in itertools.product(x, x))
+        per_day.append(e1 - pairs / (2 * k * (k - 1)))
     got = crps(ensemble(members), series(o))
     assert got["n"] == n - 1 == len(per_day)
     assert got["crps"] == pytest.approx(np.mean(per_day), rel=1e-12)

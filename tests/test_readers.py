@@ -289,7 +289,7 @@ def test_synthetic_phase1a_obs(tmp_path):
 def _expected_plumber2_daily(path, with_unc: bool) -> dict[str, np.ndarray]:
     """Independent daily aggregation of a half-hourly PLUMBER2 file (the CalLMIP rules)."""
     out = {}
-    scale = 1e-6 * 12.011 * 1800.0  # umol m-2 s-1 over a half hour → gC m-2
+    scale = 1e-6 * 12.0 * 1800.0  # umol m-2 s-1 over a half hour → gC m-2 (12 g/mol C)
     for var, unc in (("NEE", "NEE_uc"), ("Qle", "Qle_cor_uc"), ("Qh", "Qh_cor_uc")):
         values = raw(path, var).reshape(-1, HALF_HOURS)
         qc = raw(path, f"{var}_qc").reshape(-1, HALF_HOURS)
@@ -327,12 +327,13 @@ def test_plumber2_original_is_aggregated_to_callmip_daily_values(tmp_path):
 
 
 def test_plumber2_nee_sign_and_magnitude(tmp_path):
-    # a constant 1 umol m-2 s-1 source on a complete, measured day is 1.0377504 gC m-2 d-1
+    # a constant 1 umol m-2 s-1 source on a complete, measured day is
+    # 1e-6 mol/umol * 12.0 g/mol * 86400 s = 1.0368 gC m-2 d-1 (12.0 as in the official files)
     path = write_plumber2_flux(tmp_path, n_days=3, gapfilled_steps=[0, 0, 0])
     with netCDF4.Dataset(str(path), "a") as nc:
         nc.variables["NEE"][:] = 1.0
     ds = open_observations(path)
-    np.testing.assert_allclose(ds["NEE"].values, [1.0377504] * 3, rtol=1e-7)
+    np.testing.assert_allclose(ds["NEE"].values, [1.0368] * 3, rtol=1e-7)
 
 
 def test_ozflux_without_uncertainties_has_no_unc(tmp_path):

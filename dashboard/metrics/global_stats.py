@@ -3,13 +3,24 @@
 Every function builds xarray expressions only: on dask-backed inputs (``open_global_run`` opens
 lazily) nothing is computed until the caller asks (``.compute()``, ``.values``, plotting).
 
+Convention: land fluxes are **per unit land area** (kgC m-2 s-1 or W m-2 of land), so a grid cell
+contributes its land area, ``cell area × land fraction``, never its whole area: a coastal cell
+that is 30 % land counts for 30 % of its area.
+
 * :func:`cell_area` — area of each grid cell (m²) on a sphere of radius :data:`EARTH_RADIUS`
   = 6371 km, from cell bounds inferred from the centres (midpoints between centres; the outer
   bounds half a spacing beyond the outer centres, latitudes clipped to ±90°):
   ``R² · Δλ · |sin φ₂ − sin φ₁|``. A complete regular grid sums to 4πR².
-* :func:`global_total` — for carbon fluxes in kgC m-2 s-1: Σ(flux · area) over land cells with
-  data, in PgC per year (a year = 365.25 days; ``per="day"`` gives PgC d-1); for every other
-  variable the area-weighted mean over cells with data (e.g. W m-2 for energy fluxes).
+* :func:`land_fraction` — the land fraction (0–1) of each cell: the file's ``sftlf``,
+  ``landfrac`` or ``landmask`` where the run has one (in % or as a fraction — detected), else
+  the project's Natural Earth 1:110m land mask at the grid's resolution
+  (:func:`loaders.geography.land_mask`: 1 where the cell centre is on land, 0 elsewhere).
+* :func:`land_area` — ``cell area × land fraction`` (m² of land per cell).
+* :func:`global_total` — for carbon fluxes in kgC m-2 s-1: Σ(flux · land area) over the cells
+  with data, in PgC per year (a year = 365.25 days; ``per="day"`` gives PgC d-1); for every
+  other variable the land-area-weighted mean over cells with data (e.g. W m-2 for energy
+  fluxes). A constant flux ``c`` over every land cell gives ``c ×`` Earth's land area
+  (≈ 1.49 × 10¹⁴ m²; the 1:110m mask gives 1.47 × 10¹⁴ m² at 1°).
 * :func:`zonal_mean` — mean over longitude (weighted by cell width) for each latitude.
 * :func:`posterior_minus_prior` — posterior − prior on the common times and grid cells.
 * :func:`cell_spread` — per cell and time step, the standard deviation across models (ddof = 0,
@@ -25,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from dashboard.metrics.common import ensemble_mean
@@ -87,8 +99,142 @@ def _is_carbon_flux(da: xr.DataArray) -> bool:
     return normalise_units(da.attrs.get("units")) == _CARBON_FLUX_UNITS
 
 
-def global_total(da: xr.DataArray, *, per: str = "year") -> xr.DataArray:
-    """Global total of a carbon flux (PgC per ``per``) or area-weighted mean of anything else.
+#: Names of land-fraction variables looked for in a run, in order of preference.
+LAND_FRACTION_NAMES: tuple[str, ...] = ("sftlf", "landfrac", "landmask")
+
+_PERCENT_UNITS = {"%", "percent", "percentage"}
+_GRID_TOL = 1e-4  # degrees: coordinates of a land fraction and its run agree to this
+
+
+def _find_land_variable(obj: xr.DataArray | xr.Dataset) -> xr.DataArray | None:
+    names = {str(k).lower(): k for k in obj.coords}
+    if isinstance(obj, xr.Dataset):
+        names.update({str(k).lower(): k for k in obj.data_vars})
+    for name in LAND_FRACTION_NAMES:
+        if name in names:
+            return obj[names[name]]
+    return None
+
+
+def _as_fraction(raw: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> xr.DataArray:
+    """A land-fraction or land-mask variable as a 0–1 field on the grid ``(lat, lon)``."""
+    frac = raw.rename({k: v for k, v in {"latitude": "lat", "longitude": "lon"}.items()
+                       if k in raw.dims})
+    if "lat" not in frac.dims or "lon" not in frac.dims:
+        raise ValueError(f"land fraction {raw.name!r} is not on a (lat, lon) grid: "
+                         f"dims {frac.dims}")
+    extra = [d for d in frac.dims if d not in ("lat", "lon")]
+    if extra:  # a time-varying fraction: its first step (land cover is fixed in CalLMIP runs)
+        frac = frac.isel({d: 0 for d in extra}, drop=True)
+    frac = frac.drop_vars([c for c in frac.coords if c not in ("lat", "lon")])
+    frac = frac.astype("float64").fillna(0.0)  # missing over the ocean in many files
+    units = str(raw.attrs.get("units", "")).strip().lower()
+    if units in _PERCENT_UNITS:
+        frac = frac / 100.0
+    else:  # no usable units: a fraction never exceeds 1, a percentage does somewhere
+        frac = frac / xr.where(frac.max() > 1.0 + 1e-6, 100.0, 1.0)
+    frac = frac.clip(0.0, 1.0)
+    # Match the run's cells (both longitudes wrapped to [-180, 180), as open_global_run does).
+    picks = {}
+    for dim, target in (("lat", lat), ("lon", lon)):
+        have = np.asarray(frac[dim].values, dtype="float64")
+        want = target
+        if dim == "lon":
+            have, want = (((x + 180.0) % 360.0) - 180.0 for x in (have, want))
+        order = np.argsort(have, kind="stable")
+        index = pd.Index(have[order])
+        found = (index.get_indexer(want, method="nearest", tolerance=_GRID_TOL)
+                 if index.is_unique else np.full(want.size, -1))
+        if np.any(found < 0):
+            raise ValueError(f"land fraction {raw.name!r} is not on the run's grid: "
+                             f"{int(np.sum(found < 0))} of {want.size} {dim} values not found")
+        picks[dim] = order[found]
+    frac = frac.isel(picks).assign_coords(lat=lat, lon=lon)
+    return frac.rename("land_fraction").assign_attrs(units="1", source=str(raw.name))
+
+
+def land_fraction(da: xr.DataArray, source: xr.Dataset | xr.DataArray | float | None = None
+                  ) -> xr.DataArray:
+    """Land fraction (0–1) of every cell of the grid of ``da``.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Gridded variable with ``lat`` and ``lon`` dimensions (degrees).
+    source : xarray.Dataset, xarray.DataArray or float, optional
+        Where the fraction comes from: a Dataset (the run's file) holding ``sftlf``,
+        ``landfrac`` or ``landmask`` (as a variable or coordinate); a DataArray that *is* the
+        land fraction or mask; a number for every cell (``1.0``: whole cells). By default the
+        coordinates of ``da`` are searched for those names. Values in % (units ``%`` or any
+        value above 1) are divided by 100; missing values count as 0 (ocean).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(lat, lon)`` on the grid of ``da``, values in [0, 1], attribute ``source``
+        (the variable used, or ``"Natural Earth 1:110m land mask"`` when none was found: then
+        1 where the cell centre is on land, 0 elsewhere).
+
+    Raises
+    ------
+    ValueError
+        If ``da`` is not a (lat, lon) grid or the given land fraction is on another grid.
+    """
+    for dim in ("lat", "lon"):
+        if dim not in da.dims:
+            raise ValueError(f"expected a (lat, lon) grid, got dims {da.dims}")
+    lat = np.asarray(da["lat"].values, dtype="float64")
+    lon = np.asarray(da["lon"].values, dtype="float64")
+    coords = {"lat": lat, "lon": lon}
+    if source is not None and not isinstance(source, xr.Dataset | xr.DataArray):
+        value = float(source)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"a constant land fraction must be in [0, 1], not {value}")
+        return xr.DataArray(np.full((lat.size, lon.size), value), dims=("lat", "lon"),
+                            coords=coords, name="land_fraction",
+                            attrs={"units": "1", "source": f"constant {value:g}"})
+    if isinstance(source, xr.DataArray):
+        raw: xr.DataArray | None = source  # explicitly the fraction
+    else:
+        raw = _find_land_variable(source if source is not None else da)
+    if raw is not None:
+        return _as_fraction(raw, lat, lon)
+    from loaders.geography import land_mask
+
+    mask = land_mask(lat, lon).astype("float64")
+    return xr.DataArray(mask, dims=("lat", "lon"), coords=coords, name="land_fraction",
+                        attrs={"units": "1", "source": "Natural Earth 1:110m land mask"})
+
+
+def land_area(da: xr.DataArray, source: xr.Dataset | xr.DataArray | float | None = None
+              ) -> xr.DataArray:
+    """Land area of every grid cell, ``cell area × land fraction`` (m²).
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Gridded variable with ``lat`` and ``lon`` dimensions.
+    source : xarray.Dataset, xarray.DataArray or float, optional
+        Land-fraction source, as for :func:`land_fraction`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(lat, lon)``, units ``m2``; attribute ``land_fraction_source``.
+    """
+    frac = land_fraction(da, source)
+    area = _area_for(da) * frac
+    area.attrs = {"units": "m2", "long_name": "land area of the grid cell",
+                  "land_fraction_source": frac.attrs["source"]}
+    return area.rename("land_area")
+
+
+def global_total(da: xr.DataArray, *, per: str = "year",
+                 land: xr.Dataset | xr.DataArray | float | None = None) -> xr.DataArray:
+    """Global land total of a carbon flux (PgC per ``per``) or land mean of anything else.
+
+    Fluxes are per unit land area: each cell is weighted by its land area, ``cell area × land
+    fraction`` (:func:`land_area`), so coastal cells count only for their land part.
 
     Parameters
     ----------
@@ -96,28 +242,40 @@ def global_total(da: xr.DataArray, *, per: str = "year") -> xr.DataArray:
         Gridded variable with dims including ``lat`` and ``lon`` and a ``units`` attribute.
     per : {"year", "day", "second"}, default "year"
         Period of carbon-flux totals.
+    land : xarray.Dataset, xarray.DataArray or float, optional
+        Land-fraction source (:func:`land_fraction`): the run's Dataset (its ``sftlf``,
+        ``landfrac`` or ``landmask`` is used), the fraction itself, or a constant (``1.0``
+        weights whole cells). Default: a land fraction among the coordinates of ``da``, else
+        the Natural Earth land mask at the grid's resolution.
 
     Returns
     -------
     xarray.DataArray
-        ``da`` reduced over ``lat`` and ``lon`` (NaN where no cell has data); units
-        ``PgC yr-1`` (etc.) for kgC m-2 s-1 variables, else the units of ``da``.
+        ``da`` reduced over ``lat`` and ``lon`` (NaN where no land cell has data); units
+        ``PgC yr-1`` (etc.) for kgC m-2 s-1 variables, else the units of ``da``; attribute
+        ``land_fraction_source``.
     """
     if per not in SECONDS_PER:
         raise ValueError(f"per must be one of {sorted(SECONDS_PER)}, not {per!r}")
-    area = _area_for(da)
+    area = land_area(da, land)
+    source = area.attrs["land_fraction_source"]
     da = ensemble_mean(da)
+    da = da.drop_vars([c for c in da.coords
+                       if str(c).lower() in LAND_FRACTION_NAMES and c not in da.dims])
+    on_land = da.where(area > 0)
     if _is_carbon_flux(da):
-        total = (da * area).sum(("lat", "lon"), skipna=True, min_count=1)
+        total = (on_land * area).sum(("lat", "lon"), skipna=True, min_count=1)
         out = total * (SECONDS_PER[per] * 1e-12)  # kg → Pg
         out.attrs = {"units": f"PgC {_PER_LABEL[per]}",
-                     "long_name": f"global total of {da.attrs.get('long_name', da.name)}"}
+                     "long_name": f"global land total of {da.attrs.get('long_name', da.name)}",
+                     "land_fraction_source": source}
     else:
-        out = da.weighted(area).mean(("lat", "lon"), skipna=True)
-        has_data = da.notnull().any(("lat", "lon"))
-        out = out.where(has_data)
+        out = on_land.weighted(area).mean(("lat", "lon"), skipna=True)
+        out = out.where(on_land.notnull().any(("lat", "lon")))
         out.attrs = {"units": da.attrs.get("units", ""),
-                     "long_name": f"area-weighted mean of {da.attrs.get('long_name', da.name)}"}
+                     "long_name": ("land-area-weighted mean of "
+                                   f"{da.attrs.get('long_name', da.name)}"),
+                     "land_fraction_source": source}
     return out.rename(da.name)
 
 

@@ -25,6 +25,10 @@ closer to the data; 1 = perfect fit; negative = worse.
 The functions take 1-D series and return Python scalars; series with extra dimensions (besides
 ``time`` and ``member``) are scored along ``time`` for every other coordinate and return
 DataArrays.
+
+Daily series stamped at different clock times (a model at noon, observations at midnight) are
+matched on their dates: when every series is daily (all its stamps at one clock time) and the
+clock times differ, the times are floored to the date first (:func:`on_dates`).
 """
 
 from __future__ import annotations
@@ -105,6 +109,51 @@ def chi2_values(m: np.ndarray, o: np.ndarray, sd_obs: np.ndarray | None,
     return _safe_div(z2.sum(-1), n), n
 
 
+_DAY_NS = 86_400 * 10**9
+
+
+def _clock_time(da: xr.DataArray) -> int | None:
+    """Clock time (ns after midnight) shared by every stamp of a daily series, else None.
+
+    A series is daily here when its times are datetime64, increasing, and all at the same
+    clock time (consecutive stamps a whole number of days apart; gaps allowed).
+    """
+    times = da["time"].values
+    if times.dtype.kind != "M" or times.size == 0:
+        return None
+    ns = times.astype("datetime64[ns]").view("i8")
+    if np.isnat(times).any() or (times.size > 1 and np.any(np.diff(ns) <= 0)):
+        return None
+    clock = ns % _DAY_NS
+    return int(clock[0]) if np.all(clock == clock[0]) else None
+
+
+def on_dates(*arrays: xr.DataArray | None) -> list[xr.DataArray | None]:
+    """Match daily series stamped at different clock times by flooring their times to dates.
+
+    Parameters
+    ----------
+    *arrays : xarray.DataArray or None
+        Series with a ``time`` dimension (``None`` entries and arrays without ``time`` pass
+        through).
+
+    Returns
+    -------
+    list of xarray.DataArray or None
+        The arrays unchanged when their stamps already share a clock time or when any of them
+        is not daily (sub-daily, irregular, cftime); otherwise every array with its ``time``
+        floored to the day (noon of 1 May → 1 May), so an inner join on dates pairs them.
+    """
+    present = [a for a in arrays if a is not None and "time" in a.dims]
+    if len(present) < 2:
+        return list(arrays)
+    clocks = [_clock_time(a) for a in present]
+    if any(c is None for c in clocks) or len(set(clocks)) == 1:
+        return list(arrays)
+    return [a if a is None or "time" not in a.dims
+            else a.assign_coords(time=a["time"].dt.floor("D")) for a in arrays]
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -119,7 +168,8 @@ def score(model: xr.DataArray, obs: xr.DataArray, obs_unc: xr.DataArray | None =
         Model series with a ``time`` dimension of dates, optionally ``member`` (ensemble:
         deterministic scores use the ensemble mean, coverage/CRPS the members).
     obs : xarray.DataArray
-        Observations on dates (may span other dates: aligned by inner join).
+        Observations on dates (may span other dates: aligned by inner join). Daily series
+        stamped at different clock times are matched on their dates (:func:`on_dates`).
     obs_unc : xarray.DataArray, optional
         Observation 1-sd uncertainty (for ``chi2`` and the coverage interval).
     model_unc : xarray.DataArray, optional
@@ -143,6 +193,7 @@ def score(model: xr.DataArray, obs: xr.DataArray, obs_unc: xr.DataArray | None =
     >>> score(o + 1.0, o)["bias"]
     1.0
     """
+    model, obs, obs_unc, model_unc = on_dates(model, obs, obs_unc, model_unc)
     like, o, (m, su, msd), (members, _, _) = prepare(obs, model, obs_unc, model_unc)
     valid = np.isfinite(m) & np.isfinite(o)
     out = deterministic_values(m, o, valid)
@@ -186,6 +237,7 @@ def misfit_reduction(prior: xr.DataArray, posterior: xr.DataArray, obs: xr.DataA
         ``misfit_reduction_chi2 = 1 − chi2_post/chi2_prior``, ``insufficient`` and ``n_chi2``
         (shared days with a finite σ_O > 0).
     """
+    prior, posterior, obs, obs_unc = on_dates(prior, posterior, obs, obs_unc)
     like, o, (p, q, su), _ = prepare(obs, prior, posterior, obs_unc)
     valid = np.isfinite(p) & np.isfinite(q) & np.isfinite(o)
     n = valid.sum(-1)

@@ -1,32 +1,47 @@
 """Posterior uncertainty against observations: 95 % coverage and CRPS.
 
-Definitions (GUIDE.md §3):
+Groups submit a posterior uncertainty in one of two forms, and both are scored alike (GUIDE.md §3):
+a 1-sd uncertainty ``σ_post`` (``<var>_unc`` / ``<var>_post_unc``) around the run, or an
+ensemble of ``m`` members (a ``member`` dimension) with mean ``x̄`` and sample standard deviation
+``s`` (ddof = 1).
 
-* **Coverage** — the fraction of valid observed days that fall inside the model's 95 % interval,
-  widened by the observation error:
+* **Coverage** — the fraction of valid observed days inside the 95 % *predictive* interval of
+  the observation, i.e. the model's interval widened by the observation error ``σ_O`` added in
+  quadrature:
 
-  - a run with a 1-sd uncertainty ``σ_post`` (``<var>_unc``): ``M ± 1.96 √(σ_post² + σ_O²)``;
-  - an ensemble (``member`` dimension): the ensemble's 2.5–97.5 % range (``numpy.quantile``,
-    linear interpolation) around its median ``q50``, each half-width widened in quadrature by the
-    observation error: lower ``q50 − √((q50 − q2.5)² + (1.96 σ_O)²)``, upper
-    ``q50 + √((q97.5 − q50)² + (1.96 σ_O)²)``. For a Gaussian ensemble this is the same interval
-    as the ``σ_post`` rule.
+  - ``σ_post`` run: ``M ± 1.96 √(σ_post² + σ_O²)``;
+  - ensemble: ``x̄ ± √((t₍m−1, 0.975₎ s √(1 + 1/m))² + (1.96 σ_O)²)``: the ensemble's own 95 %
+    predictive interval widened by the observation error in quadrature, as for ``σ_post``.
+    Without observation error this is the exact predictive interval of a new draw from the
+    (Gaussian) distribution the members sample (Student's t, because the mean and spread are
+    estimated from only ``m`` members): a perfectly calibrated ensemble of any size covers 95 %
+    of the observations. Raw 2.5–97.5 % quantiles of the members are too narrow for small ``m``
+    (a calibrated 5-member ensemble would cover 0.64, a 12-member one 0.82). With an
+    observation error as large as the ensemble spread a calibrated 5-member ensemble covers
+    about 0.965 (12 members 0.956, 50 members 0.951); multiplying ``σ_O`` by ``t`` as well
+    would give 0.988.
 
-  A day where ``σ_O`` is missing (or the observations carry no uncertainty at all) uses
-  ``σ_O = 0``: the interval is the model's own. An ensemble wins over ``σ_post`` when a run has
-  both. A run with neither has no coverage (NaN).
+  Coverage is ≈ 0.95 when both the posterior uncertainty and the observation uncertainty are
+  right; lower means over-confident (too narrow), higher under-confident (too wide). A day where
+  ``σ_O`` is missing (or the observations carry no uncertainty at all) uses ``σ_O = 0``: the
+  interval is the model's own. An ensemble wins over ``σ_post`` when a run has both. A run with
+  neither has no coverage (NaN).
 * **CRPS** (continuous ranked probability score, same units as the variable, lower is better),
   mean over valid days:
 
-  - ensemble: ``E|X − y| − ½ E|X − X'|`` over the members (the "energy" form, members equally
-    weighted), computed exactly from the sorted members;
+  - ensemble: the *fair* CRPS (Ferro 2014)
+    ``(1/m) Σᵢ |xᵢ − y| − 1/(2 m (m − 1)) Σᵢ Σⱼ |xᵢ − xⱼ|``, computed exactly from the sorted
+    members. It is an unbiased estimate of the CRPS of the distribution the members are drawn
+    from, so its expectation does not depend on ``m`` (the plain ``1/(2m²)`` form penalises
+    small ensembles);
   - ``σ_post`` run: the Gaussian closed form ``σ [z (2Φ(z) − 1) + 2φ(z) − 1/√π]`` with
     ``z = (y − μ)/σ`` (``|y − μ|`` when ``σ = 0``).
 
   The observation error does not enter the CRPS.
 
 An ensemble day counts only when every member is finite. Each result carries its own ``n``; below
-``min_n`` the value is NaN and ``insufficient`` is True.
+``min_n`` the value is NaN and ``insufficient`` is True. Daily series stamped at different clock
+times (noon vs midnight) are matched on their dates (see :func:`dashboard.metrics.scores.on_dates`).
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from scipy.special import ndtr
+from scipy.stats import t as student_t
 
 from dashboard.metrics.common import DEFAULT_MIN_N, prepare, wrap_result
 
@@ -85,9 +101,67 @@ def gaussian_coverage_values(mean: np.ndarray, sd_post: np.ndarray, obs: np.ndar
     return frac, n
 
 
+def t95(m: int | np.ndarray) -> float | np.ndarray:
+    """Two-sided 95 % Student-t multiplier ``t₍m−1, 0.975₎`` for an ensemble of ``m`` members.
+
+    Parameters
+    ----------
+    m : int or numpy.ndarray
+        Ensemble size(s).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The 97.5 % quantile of Student's t with ``m − 1`` degrees of freedom (NaN for m < 2).
+        Tends to 1.96 for large ``m``; 2.776 for m = 5, 2.201 for m = 12.
+    """
+    dof = np.asarray(m, dtype="float64") - 1.0
+    with np.errstate(invalid="ignore"):
+        out = np.where(dof >= 1.0, student_t.ppf(0.975, np.maximum(dof, 1.0)), np.nan)
+    return out.item() if out.ndim == 0 else out
+
+
+def ensemble_predictive_interval(members: np.ndarray, sd_obs: np.ndarray | None = None, *,
+                                 axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-width of an ensemble's 95 % predictive interval.
+
+    ``x̄ ± √((t₍m−1, 0.975₎ s √(1 + 1/m))² + (1.96 σ_O)²)`` with ``x̄`` the member mean, ``s``
+    the sample standard deviation (ddof = 1) and ``m`` the number of members: without ``σ_O``
+    the interval that contains a new draw from the members' distribution with probability 0.95
+    when the spread is estimated from ``m`` members, widened by the observation error in
+    quadrature like the ``σ_post`` form.
+
+    Parameters
+    ----------
+    members : numpy.ndarray
+        Ensemble values, members along ``axis``.
+    sd_obs : numpy.ndarray, optional
+        Observation 1-sd uncertainty, broadcastable to ``members`` without ``axis`` (missing or
+        non-positive → 0). Leave out for the model's own interval (the drawn band).
+    axis : int, default -1
+        Member axis.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(mean, half_width)``; NaN where any member is missing (and everywhere for m < 2).
+    """
+    x = np.moveaxis(np.asarray(members, dtype="float64"), axis, -1)
+    m = x.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = x.mean(-1)
+        var = x.var(-1, ddof=1) if m >= 2 else np.full(mean.shape, np.nan)
+        so = _obs_sd(sd_obs, mean.shape)
+        half = np.sqrt(t95(m) ** 2 * var * (1.0 + 1.0 / m) + (1.96 * so) ** 2)
+    return mean, half
+
+
 def ensemble_coverage_values(members: np.ndarray, obs: np.ndarray,
                              sd_obs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Coverage of ``obs`` by the ensemble's 2.5–97.5 % range widened by the obs error.
+    """Coverage of ``obs`` by the ensemble's 95 % predictive interval (with obs error).
+
+    The interval is ``x̄ ± √((t₍m−1, 0.975₎ s √(1 + 1/m))² + (1.96 σ_O)²)``
+    (:func:`ensemble_predictive_interval`).
 
     Parameters
     ----------
@@ -105,14 +179,11 @@ def ensemble_coverage_values(members: np.ndarray, obs: np.ndarray,
     """
     members = np.asarray(members, dtype="float64")
     obs = np.asarray(obs, dtype="float64")
-    so = _obs_sd(sd_obs, obs.shape)
     valid = np.isfinite(obs) & np.isfinite(members).all(-1)
     safe = np.where(valid[..., None], members, 0.0)
-    q025, q50, q975 = np.quantile(safe, [0.025, 0.5, 0.975], axis=-1)
-    lower = q50 - np.sqrt((q50 - q025) ** 2 + (Z95 * so) ** 2)
-    upper = q50 + np.sqrt((q975 - q50) ** 2 + (Z95 * so) ** 2)
+    mean, half = ensemble_predictive_interval(safe, sd_obs)
     with np.errstate(invalid="ignore"):
-        inside = valid & (obs >= lower) & (obs <= upper)
+        inside = valid & (np.abs(obs - mean) <= half)
     n = valid.sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(n > 0, inside.sum(-1) / n, np.nan)
@@ -120,7 +191,11 @@ def ensemble_coverage_values(members: np.ndarray, obs: np.ndarray,
 
 
 def crps_ensemble_values(members: np.ndarray, obs: np.ndarray) -> np.ndarray:
-    """Per-day ensemble CRPS ``E|X − y| − ½ E|X − X'|`` (NaN where a member or obs is missing).
+    """Per-day fair ensemble CRPS (Ferro 2014); NaN where a member or the obs is missing.
+
+    ``(1/m) Σᵢ |xᵢ − y| − 1/(2 m (m − 1)) Σᵢ Σⱼ |xᵢ − xⱼ|``: unbiased for the CRPS of the
+    distribution the ``m`` members are drawn from, so ensembles of different sizes (and a
+    Gaussian ``σ_post``) score alike. A single member gives the absolute error.
 
     Parameters
     ----------
@@ -138,10 +213,13 @@ def crps_ensemble_values(members: np.ndarray, obs: np.ndarray) -> np.ndarray:
     y = np.asarray(obs, dtype="float64")
     m = x.shape[-1]
     term1 = np.abs(x - y[..., None]).mean(-1)
-    # E|X - X'| over all ordered pairs = (2 / m^2) * sum_i (2i - m - 1) x_(i), i = 1..m.
-    weights = 2.0 * np.arange(1, m + 1) - m - 1
-    term2 = 2.0 * (x * weights).sum(-1) / m**2
-    out = term1 - 0.5 * term2
+    if m >= 2:
+        # Σᵢ Σⱼ |xᵢ − xⱼ| = 2 Σᵢ (2i − m − 1) x₍ᵢ₎ over the sorted members, i = 1..m.
+        weights = 2.0 * np.arange(1, m + 1) - m - 1
+        pair_sum = 2.0 * (x * weights).sum(-1)
+        out = term1 - pair_sum / (2.0 * m * (m - 1))
+    else:
+        out = term1
     valid = np.isfinite(y) & np.isfinite(x).all(-1)
     return np.where(valid, out, np.nan)
 
@@ -197,7 +275,7 @@ def uncertainty_values(det: np.ndarray, obs: np.ndarray, sd_obs: np.ndarray | No
 
 def coverage(model: xr.DataArray, obs: xr.DataArray, obs_unc: xr.DataArray | None = None, *,
              model_unc: xr.DataArray | None = None, min_n: int = DEFAULT_MIN_N) -> dict:
-    """Fraction of valid observations inside the posterior 95 % interval (see module doc).
+    """Fraction of valid observations inside the 95 % predictive interval (see module doc).
 
     Parameters
     ----------
@@ -218,6 +296,9 @@ def coverage(model: xr.DataArray, obs: xr.DataArray, obs_unc: xr.DataArray | Non
         ``coverage``, ``n``, ``method`` (``"ensemble"``, ``"gaussian"`` or None) and
         ``insufficient`` (n < min_n; coverage then NaN).
     """
+    from dashboard.metrics.scores import on_dates  # scores imports this module
+
+    model, obs, obs_unc, model_unc = on_dates(model, obs, obs_unc, model_unc)
     like, o, (m, so, sd), (members, _, _) = prepare(obs, model, obs_unc, model_unc)
     cov, n, _, _, method = uncertainty_values(m, o, so, members, sd)
     insufficient = n < min_n
@@ -228,7 +309,7 @@ def coverage(model: xr.DataArray, obs: xr.DataArray, obs_unc: xr.DataArray | Non
 
 def crps(model: xr.DataArray, obs: xr.DataArray, *, model_unc: xr.DataArray | None = None,
          min_n: int = DEFAULT_MIN_N) -> dict:
-    """Mean CRPS of an ensemble or Gaussian (``model_unc``) run against observations.
+    """Mean CRPS of an ensemble (fair CRPS) or Gaussian (``model_unc``) run against obs.
 
     Parameters
     ----------
@@ -246,6 +327,9 @@ def crps(model: xr.DataArray, obs: xr.DataArray, *, model_unc: xr.DataArray | No
     dict
         ``crps``, ``n``, ``method`` and ``insufficient``.
     """
+    from dashboard.metrics.scores import on_dates  # scores imports this module
+
+    model, obs, model_unc = on_dates(model, obs, model_unc)
     like, o, (m, sd), (members, _) = prepare(obs, model, model_unc)
     _, _, value, n, method = uncertainty_values(m, o, None, members, sd)
     insufficient = n < min_n

@@ -36,13 +36,23 @@ with the models' hfls and hfss.
 | misfit reduction | 1 − RMSE_post / RMSE_prior, on the **same days** for both (also for χ²) | 0 no change, > 0 better, < 0 worse |
 | inter-model spread | mean over common days of the standard deviation across models | disagreement between models |
 | spread reduction | 1 − spread_post / spread_prior, only models with both stages | > 0: models agree more after calibration |
-| coverage | fraction of observations inside posterior ± 1.96 √(σ_post² + σ_O²) (or the ensemble's 95 % range) | ≈ 0.95 for honest uncertainties |
-| CRPS | continuous ranked probability score of an ensemble | lower is better |
+| coverage | fraction of observations inside the 95 % **predictive** interval, observation error σ_O included: posterior ± 1.96 √(σ_post² + σ_O²) for a ±σ submission; ensemble mean ± √((t₍m−1₎ s √(1 + 1/m))² + (1.96 σ_O)²) for an m-member ensemble (s the members' standard deviation, t the 97.5 % Student-t quantile), which accounts for the ensemble size | ≈ 0.95 when both the posterior uncertainty and the observation uncertainty are right; lower: over-confident (too narrow), higher: under-confident (too wide) |
+| CRPS | continuous ranked probability score, in the variable's units: the Gaussian closed form for a ±σ submission, the **fair** ensemble CRPS (Ferro 2014) for an ensemble, so that both forms and all ensemble sizes score alike; observation error not included | lower is better |
 | uncertainty reduction | 1 − σ_post / σ_prior of a parameter | how much the data constrained it |
 | edge hitting | posterior within 2 % of a prior bound | a sign of structural error |
 
 Validation sites are scored the same way where observations exist (spatial validation); the
 **generalisation gap** is the calibration-site improvement minus the validation-site improvement.
+
+**Observation uncertainty of Qle and Qh.** The observed Qle and Qh values are the
+**uncorrected** fluxes, but their uncertainties (σ_O) describe the **energy-balance-corrected**
+fluxes (the files' Qle/Qh uncertainty is the FLUXNET2015 `Qle_cor`/`Qh_cor` joint uncertainty).
+χ² and coverage combine the two: the gap between corrected and uncorrected fluxes is not part of
+σ_O, so for a model that closes the energy balance χ² can come out larger, and coverage lower,
+than the model's real error would give.
+
+**Global totals** weight each grid cell by its land area (cell area × the run's land fraction,
+else the Natural Earth land mask): fluxes are per unit land area.
 
 ### Data and attribution
 - CalLMIP Phase 1 protocol v2 (R. S. N. Deepak, N. MacBean and the CalLMIP steering committee),

@@ -80,8 +80,8 @@ def bench_browser(root: str, n_sites: int, prefetch: bool) -> None:
     """Time what a user sees: from changing a widget until the browser has drawn the update."""
     from playwright.sync_api import sync_playwright
 
-    from dashboard.service import get_service
     from dashboard.server import start_server
+    from dashboard.service import get_service
     from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
     context = get_service(root)
