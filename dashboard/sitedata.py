@@ -26,7 +26,7 @@ class SiteSeries:
         Columns ``time, value, unc`` (may be empty when the site has no observations).
     runs : pandas.DataFrame
         Long format: ``model, stage, time, value, lower, upper`` (lower/upper: the 95 % band
-        from the posterior uncertainty or the ensemble's 2.5–97.5 % range; NaN when absent).
+        from the posterior uncertainty or the ensemble's predictive interval; NaN when absent).
     units : str
         Units of the variable.
     n_obs_valid : int

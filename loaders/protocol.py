@@ -13,7 +13,13 @@ What is checked (protocol v2 §4–§7 and the Phase 1b checklist):
 * the Table 3 variables: presence, units, entirely missing data, plausible ranges, the sign of
   ``nep``;
 * the dimensions ``(time, lat, lon)`` with one cell, the site coordinates and the site's role;
-* the time axis: units, daily steps, calendar, the period and length of the observations;
+* the time axis: units, daily steps, calendar, the period and length of the observations.
+  Every encoding §6.2 permits is accepted (``days since <first day>`` valued ``0, 1, 2, …``,
+  ``1, 2, 3, …`` or ``0.5, 1.5, …``, and the template's ``days since <day before>`` valued
+  ``1, 2, 3, …``), read as :func:`loaders.readers.choose_time_reading` decides with the first
+  day of the observations where known; a reading that differs from CF decoding (the 1-based
+  day count) is named in a ``time_reading`` warning, and a ``time_span`` error lists the
+  dates under each reading;
 * posterior uncertainties (``<var>_post_unc`` or an ensemble dimension) of optimised variables.
 
 Attribute values and names come from submitted files and are untrusted: they are quoted with
@@ -814,7 +820,7 @@ def _leap_days(start: pd.Timestamp, end: pd.Timestamp) -> int:
 
 def _check_time(path: str, parsed: ParsedName, raw: Any, report: CheckReport,
                 ctx: _Context) -> None:
-    from loaders.readers import decode_daily_time
+    from loaders.readers import choose_time_reading, decode_daily_time
 
     if "time" not in raw.variables:
         report.error("time_missing", "the file has no time variable (protocol v2 §6.2)")
@@ -855,8 +861,10 @@ def _check_time(path: str, parsed: ParsedName, raw: Any, report: CheckReport,
                                  "gregorian or proleptic_gregorian (nor noleap/365_day): the "
                                  "days cannot be matched with observation dates")
         return
+    period = _expected_period(parsed, report, ctx)
+    reading = choose_time_reading(time, first_day=None if period is None else period.start)
     try:
-        dates = decode_daily_time(time, path).dropna()
+        dates = decode_daily_time(time, path, reading=reading).dropna()
     except Exception as exc:
         report.error("time_units", f"time cannot be decoded: {exc}")
         return
@@ -864,7 +872,9 @@ def _check_time(path: str, parsed: ParsedName, raw: Any, report: CheckReport,
         return
     first, last = dates.min(), dates.max()
     span = f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
-    period = _expected_period(parsed, report, ctx)
+    covered = period is None or (first == period.start and last == period.end)
+    if reading.inferred and covered:
+        report.warn("time_reading", _reading_message(time, path, values, reading, span))
     if period is None:
         if not (first.month == 1 and first.day == 1):
             report.warn("time_start", f"time axis starts on {first:%Y-%m-%d}, not on 1 January "
@@ -873,15 +883,14 @@ def _check_time(path: str, parsed: ParsedName, raw: Any, report: CheckReport,
         if noleap:
             report.warn("calendar_noleap", _noleap_message(calendar, span, None))
         return
-    if first != period.start or last != period.end:
-        report.error("time_span", f"time axis covers {span} (calendar {calendar}) but the "
-                                  f"observation period is {period.describe()}")
-        covered = False
-    else:
-        covered = True
-        if noleap:
-            report.warn("calendar_noleap", _noleap_message(
-                calendar, span, _leap_days(period.start, period.end)))
+    if not covered:
+        report.error("time_span", f"time axis covers {span} (calendar {calendar}, reading: "
+                                  f"{reading.name}) but the observation period is "
+                                  f"{period.describe()}. "
+                                  + _readings_summary(time, path, values, reading, period))
+    elif noleap:
+        report.warn("calendar_noleap", _noleap_message(
+            calendar, span, _leap_days(period.start, period.end)))
     if period.n_days is not None and values.size != period.n_days:
         leap_only = noleap and covered and (
             values.size + _leap_days(period.start, period.end) == period.n_days)
@@ -889,6 +898,58 @@ def _check_time(path: str, parsed: ParsedName, raw: Any, report: CheckReport,
             report.error("time_length", f"the file has {values.size} days but the observation "
                                         f"file {period.source} has {period.n_days} "
                                         "(protocol v2 §6.2: the numbers must match)")
+
+
+def _first_values(values: np.ndarray) -> str:
+    """``1, 2, …`` — the first values of a time axis, for messages."""
+    shown = ", ".join(f"{v:g}" for v in values[:2])
+    return shown + (", …" if values.size > 2 else "")
+
+
+def _span_of(dates: pd.DatetimeIndex) -> str:
+    dates = dates.dropna()
+    if len(dates) == 0:
+        return "no valid date"
+    return f"{dates.min():%Y-%m-%d} to {dates.max():%Y-%m-%d}"
+
+
+def _reading_message(time: Any, path: str, values: np.ndarray, reading: Any, span: str) -> str:
+    """The ``time_reading`` warning: which reading was inferred and what CF would give."""
+    from loaders.readers import decode_daily_time
+
+    units = strip_invisible(time.attrs.get("units", ""))
+    cf_span = _span_of(decode_daily_time(time, path))
+    return (f"time {quote(units, 80)} with values {_first_values(values)} is read as a "
+            f"{reading.name} ({reading.basis}): {span}. Read as encoded (CF, e.g. xarray or "
+            f"cftime) the same values give {cf_span}. Protocol v2 §6.2 permits 0, 1, 2, …, "
+            "1, 2, 3, … and 0.5, 1.5, … from the first day, so the Explorer infers the dates; "
+            "0, 1, 2, … or 0.5, 1.5, … leave no doubt")
+
+
+def _readings_summary(time: Any, path: str, values: np.ndarray, used: Any,
+                      period: ObservedPeriod) -> str:
+    """What the dates would be under each permitted reading (for a ``time_span`` error)."""
+    from loaders.readers import candidate_readings, decode_daily_time
+
+    units = strip_invisible(time.attrs.get("units", ""))
+    parts, matching = [], []
+    for reading in candidate_readings(time):
+        try:
+            dates = decode_daily_time(time, path, reading=reading).dropna()
+        except Exception as exc:  # pragma: no cover - the used reading decoded already
+            parts.append(f"{reading.name}: cannot be decoded ({exc})")
+            continue
+        mark = " [used]" if reading.name == used.name else ""
+        if len(dates) and dates.min() == period.start and dates.max() == period.end:
+            matching.append(reading.name)
+        parts.append(f"{reading.name}{mark}: {_span_of(dates)}")
+    wanted = f"{period.start:%Y-%m-%d} to {period.end:%Y-%m-%d}"
+    verdict = (f"None covers {wanted}" if not matching else
+               f"Only {' and '.join(matching)} would cover {wanted}, a reading protocol v2 "
+               "§6.2 does not give these values")
+    return (f"Dates of {quote(units, 80)} with values {_first_values(values)} under each "
+            f"reading — {'; '.join(parts)}. {verdict}: the time axis must be 'days since "
+            "<first day of the FLUXNET data>' valued 0, 1, 2, …, 1, 2, 3, … or 0.5, 1.5, …")
 
 
 def _noleap_message(calendar: str, span: str, n_leap: int | None) -> str:

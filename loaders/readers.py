@@ -4,7 +4,9 @@ Every reader returns the same shape of object whatever the file's quirks:
 
 * a ``time`` coordinate of calendar dates (``datetime64[ns]`` at midnight); a ``noleap`` or
   ``360_day`` model calendar is aligned on real dates and what is missing is listed in
-  ``attrs["missing_dates"]``;
+  ``attrs["missing_dates"]``; a site run's time axis is read in whichever of the encodings
+  protocol v2 §6.2 permits it uses (:func:`choose_time_reading`), recorded in
+  ``attrs["time_reading"]`` and ``attrs["time_inferred"]``;
 * canonical CMIP variable names and Table 3 units (harmless unit spellings are accepted, known
   scalings converted);
 * for site runs and observations, the *comparison variables* ``NEE`` (gC m-2 d-1, positive to
@@ -19,9 +21,12 @@ read; they never return a half-read object.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
+import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -251,10 +256,208 @@ def _read_scalar_latlon(path: str | os.PathLike[str]) -> dict[str, float]:
 # Time
 # --------------------------------------------------------------------------------------------
 
-def decode_daily_time(time: xr.DataArray, path: str | os.PathLike[str] = "") -> pd.DatetimeIndex:
+#: Readings of a daily time axis that protocol v2 §6.2 permits (``attrs["time_reading"]``).
+AS_ENCODED = "as encoded"
+ONE_BASED = "1-based day count from the reference date"
+MID_DAY = "mid-day offsets"
+TIME_READINGS: tuple[str, ...] = (AS_ENCODED, ONE_BASED, MID_DAY)
+
+_DAY_UNITS = {"days", "day", "d"}
+_ORIGIN_DAY = re.compile(r"^\s*(-?\d{1,4})-(\d{1,2})-(\d{1,2})")
+
+
+@dataclass(frozen=True)
+class TimeReading:
+    """How the values of a site run's time axis are turned into dates.
+
+    Protocol v2 §6.2 asks for ``days since <first day of the FLUXNET data>`` with values
+    ``0, 1, 2, …`` or ``1, 2, 3, …`` or ``0.5, 1.5, 2.5, …``, all meaning the same days; the
+    template writes ``days since 1996-12-31`` with ``1, 2, 3, …``. Read the CF way (date =
+    reference + value) ``1, 2, 3, …`` from the first day would start one day late, so for that
+    encoding the values are read as a day count (date = reference + value − 1).
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`TIME_READINGS`: ``"as encoded"`` (CF: reference + value, floored to the
+        date), ``"1-based day count from the reference date"`` (reference + value − 1 day) or
+        ``"mid-day offsets"`` (values ``k + 0.5``: CF noon stamps, dated by their day).
+    offset_days : float
+        Subtracted from the values before CF decoding (1 for the 1-based reading, else 0).
+    inferred : bool
+        ``True`` when the dates differ from a CF decoding of the file (xarray, cftime): they
+        rest on the protocol's conventions, not on the file alone.
+    basis : str
+        Why this reading was chosen, in words.
+    """
+
+    name: str
+    offset_days: float = 0.0
+    inferred: bool = False
+    basis: str = "CF decoding"
+
+    def attrs(self) -> dict[str, Any]:
+        """Return the dataset attributes recording this reading.
+
+        Returns
+        -------
+        dict
+            ``time_reading`` (str), ``time_inferred`` (bool), ``time_reading_basis`` (str).
+        """
+        return {"time_reading": self.name, "time_inferred": bool(self.inferred),
+                "time_reading_basis": self.basis}
+
+
+def _time_units(time: xr.DataArray, path: str | os.PathLike[str]) -> tuple[str, str]:
+    units = strip_invisible(time.attrs.get("units", ""))
+    calendar = strip_invisible(time.attrs.get("calendar", "standard")) or "standard"
+    if " since " not in units:
+        raise CalLMIPFileError(path, f"time units {units!r} are not '<unit> since <date>'")
+    return units, calendar
+
+
+def reference_day(units: str) -> tuple[int, int, int] | None:
+    """The calendar day of a CF ``<unit> since <date>`` reference, or ``None``.
+
+    Parameters
+    ----------
+    units : str
+        CF time units, e.g. ``"days since 1997-01-01 00:00:00"``.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(year, month, day)`` as written (any calendar), ``None`` if no date can be read.
+    """
+    _, sep, origin = strip_invisible(units).partition(" since ")
+    match = _ORIGIN_DAY.match(origin) if sep else None
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def _first_finite(values: np.ndarray) -> float | None:
+    finite = np.flatnonzero(np.isfinite(values))
+    return float(values[finite[0]]) if finite.size else None
+
+
+def _as_day(value: Any) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    if pd.isna(stamp):
+        return None
+    return stamp.year, stamp.month, stamp.day
+
+
+def _day_after(day: tuple[int, int, int]) -> tuple[int, int, int] | None:
+    try:
+        after = dt.date(*day) + dt.timedelta(days=1)
+    except (ValueError, OverflowError):
+        return None
+    return after.year, after.month, after.day
+
+
+def choose_time_reading(time: xr.DataArray, *, first_day: Any = None) -> TimeReading:
+    """Choose the reading of a daily time axis from the protocol's conventions (§6.2).
+
+    Decided from the units and the first value only (no decoding, no loop over values):
+
+    1. ``days since R`` valued ``1, 2, 3, …`` is a **1-based day count** (value 1 is R, date
+       = R + value − 1) when R is the first day of the record: the observations' first day
+       ``first_day`` where the caller knows it, else — the protocol's convention
+       ("days since YYYY-01-01", true of every CalLMIP observation file) — 1 January. So
+       ``days since 1997-01-01`` with ``1, 2, 3, …`` starts on 1997-01-01. Only when
+       ``first_day`` is exactly the day after R (CF decoding already starts there) does the
+       1 January convention give way.
+    2. Values ``k + 0.5`` are **mid-day offsets**: CF noon stamps, each dated by its day.
+    3. Anything else is read **as encoded** (CF): ``0, 1, 2, …`` from the first day, or the
+       template's ``days since 1996-12-31`` with ``1, 2, 3, …`` (the reference is the day
+       before the record, so value 1 is 1997-01-01, as CF says).
+
+    Only reading 1 gives other dates than CF decoding (``TimeReading.inferred``).
+
+    Parameters
+    ----------
+    time : xarray.DataArray
+        The undecoded time variable with ``units``.
+    first_day : str, datetime-like or None, optional
+        First day of the site's observation record, where known.
+
+    Returns
+    -------
+    TimeReading
+        The reading to pass to :func:`decode_daily_time`.
+    """
+    units = strip_invisible(time.attrs.get("units", ""))
+    unit = units.partition(" since ")[0].strip().lower()
+    values = np.asarray(time.values, dtype="float64").ravel()
+    v0 = _first_finite(values)
+    ref = reference_day(units)
+    if v0 is None or ref is None or unit not in _DAY_UNITS:
+        return TimeReading(AS_ENCODED)
+    ref_text = f"{ref[0]:04d}-{ref[1]:02d}-{ref[2]:02d}"
+    if abs((v0 % 1.0) - 0.5) < 1e-6:
+        return TimeReading(MID_DAY, 0.0, False,
+                           f"values k + 0.5 days since {ref_text} are noon stamps (CF), each "
+                           "dated by its day")
+    if abs(v0 - 1.0) >= 1e-6:
+        return TimeReading(AS_ENCODED, 0.0, False,
+                           f"CF decoding: value {v0:g} is {v0:g} days after {ref_text}")
+    known = _as_day(first_day)
+    if known is not None and ref == known:
+        return TimeReading(ONE_BASED, 1.0, True,
+                           f"values start at 1 and the reference date {ref_text} is the first "
+                           f"day of the observations, so value 1 is {ref_text}")
+    day_after = _day_after(ref)
+    if ref[1:] == (1, 1) and (known is None or known != day_after):
+        return TimeReading(ONE_BASED, 1.0, True,
+                           f"values start at 1 and the reference date {ref_text} is 1 January, "
+                           "the first day of a FLUXNET record (protocol v2 §6.2: days since "
+                           f"YYYY-01-01), so value 1 is {ref_text}")
+    if known is not None and known == day_after:
+        basis = (f"values start at 1 and the observations start the day after the reference "
+                 f"date {ref_text} (the template's convention), so value 1 is the day after "
+                 f"{ref_text}")
+    else:
+        basis = (f"values start at 1 and the reference date {ref_text} is not 1 January (the "
+                 f"template's convention), so value 1 is the day after {ref_text}")
+    return TimeReading(AS_ENCODED, 0.0, False, basis)
+
+
+def candidate_readings(time: xr.DataArray) -> list[TimeReading]:
+    """The readings protocol v2 §6.2 allows for a time axis, to show what each would give.
+
+    Parameters
+    ----------
+    time : xarray.DataArray
+        The undecoded time variable.
+
+    Returns
+    -------
+    list of TimeReading
+        The CF reading (``"mid-day offsets"`` for ``k + 0.5`` values, else ``"as encoded"``)
+        and the 1-based day count (one day earlier) for ``days since`` units.
+    """
+    units = strip_invisible(time.attrs.get("units", ""))
+    values = np.asarray(time.values, dtype="float64").ravel()
+    v0 = _first_finite(values)
+    half = v0 is not None and abs((v0 % 1.0) - 0.5) < 1e-6
+    out = [TimeReading(MID_DAY if half else AS_ENCODED)]
+    if units.partition(" since ")[0].strip().lower() in _DAY_UNITS:
+        out.append(TimeReading(ONE_BASED, 1.0, True))
+    return out
+
+
+def decode_daily_time(time: xr.DataArray, path: str | os.PathLike[str] = "", *,
+                      reading: TimeReading | None = None) -> pd.DatetimeIndex:
     """Decode a CF time axis to calendar dates (midnight), whatever the model calendar.
 
-    Values such as ``0.5, 1.5`` (mid-day stamps) are floored to their date.
+    Values such as ``0.5, 1.5`` (mid-day stamps) are floored to their date. Vectorised for
+    real-world calendars; cftime for model calendars (``noleap``, ``360_day`` …).
 
     Parameters
     ----------
@@ -262,6 +465,8 @@ def decode_daily_time(time: xr.DataArray, path: str | os.PathLike[str] = "") -> 
         The undecoded time variable with ``units`` (and optionally ``calendar``).
     path : str, optional
         For error messages.
+    reading : TimeReading, optional
+        How to read the values (see :func:`choose_time_reading`); default as encoded (CF).
 
     Returns
     -------
@@ -273,11 +478,12 @@ def decode_daily_time(time: xr.DataArray, path: str | os.PathLike[str] = "") -> 
     CalLMIPFileError
         If the units are missing or not ``<unit> since <date>``.
     """
-    units = strip_invisible(time.attrs.get("units", ""))
-    calendar = strip_invisible(time.attrs.get("calendar", "standard")) or "standard"
-    if " since " not in units:
-        raise CalLMIPFileError(path, f"time units {units!r} are not '<unit> since <date>'")
+    units, calendar = _time_units(time, path)
     values = np.asarray(time.values, dtype="float64")
+    if reading is not None and reading.offset_days:
+        unit = units.partition(" since ")[0].strip().lower()
+        factor = _SECONDS_PER_UNIT.get(unit, 86400.0) / 86400.0
+        values = values - reading.offset_days / factor
     fast = _decode_standard(values, units, calendar)
     if fast is not None:
         return fast
@@ -293,6 +499,37 @@ def decode_daily_time(time: xr.DataArray, path: str | os.PathLike[str] = "") -> 
     })
     # Impossible dates of model calendars (30 February in 360_day) become NaT.
     return pd.DatetimeIndex(pd.to_datetime(parts, errors="coerce"), name="time").as_unit("ns")
+
+
+def read_site_time(time: xr.DataArray, path: str | os.PathLike[str] = "", *,
+                   first_day: Any = None) -> tuple[pd.DatetimeIndex, TimeReading]:
+    """Dates of a site run's time axis under the reading the protocol implies.
+
+    Parameters
+    ----------
+    time : xarray.DataArray
+        The undecoded time variable.
+    path : str, optional
+        For error messages.
+    first_day : str, datetime-like or None, optional
+        First day of the site's observation record, where known (see
+        :func:`choose_time_reading`).
+
+    Returns
+    -------
+    dates : pandas.DatetimeIndex
+        One date per time step.
+    reading : TimeReading
+        The reading used.
+
+    Raises
+    ------
+    CalLMIPFileError
+        If the units are missing or not ``<unit> since <date>``.
+    """
+    _time_units(time, path)
+    reading = choose_time_reading(time, first_day=first_day)
+    return decode_daily_time(time, path, reading=reading), reading
 
 
 _STANDARD_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
@@ -434,13 +671,22 @@ def _comparison_arrays(arrays: dict[str, tuple]) -> dict[str, tuple]:
     return out
 
 
-def open_site_run(path: str | os.PathLike[str]) -> xr.Dataset:
+def open_site_run(path: str | os.PathLike[str], *, first_day: Any = None) -> xr.Dataset:
     """Open a model site run (protocol v2 or v1 naming) as a standardised dataset.
+
+    The time axis is read the way protocol v2 §6.2 implies (see
+    :func:`choose_time_reading`): ``days since <first day>`` with ``1, 2, 3, …`` is a 1-based
+    day count, ``0, 1, 2, …``, ``0.5, 1.5, …`` and the template's ``days since <day before>``
+    with ``1, 2, 3, …`` are read as encoded. ``attrs["time_reading"]`` names the reading and
+    ``attrs["time_inferred"]`` says whether the dates differ from a CF decoding.
 
     Parameters
     ----------
     path : str or path-like
         Local path or fsspec URL of the NetCDF file.
+    first_day : str, datetime-like or None, optional
+        First day of the site's observation record, where the caller knows it; without it
+        the protocol's convention (records start on 1 January) decides.
 
     Returns
     -------
@@ -449,7 +695,8 @@ def open_site_run(path: str | os.PathLike[str]) -> xr.Dataset:
         posterior uncertainties renamed ``<var>_post_unc``, and the comparison variables
         ``NEE``, ``Qle``, ``Qh`` (+ ``*_unc``). Scalar coordinates ``lat``, ``lon``.
         ``attrs`` hold ``path``, the parsed name fields, the file's global attributes,
-        ``calendar`` and ``missing_dates``.
+        ``calendar``, ``missing_dates``, ``time_reading`` (str), ``time_inferred`` (bool) and
+        ``time_reading_basis`` (str).
 
     Raises
     ------
@@ -462,7 +709,7 @@ def open_site_run(path: str | os.PathLike[str]) -> xr.Dataset:
         ds = _standardise_ensemble_dim(raw)
         if "time" not in ds.variables:
             raise CalLMIPFileError(path, "has no 'time' variable")
-        dates = decode_daily_time(ds["time"], path)
+        dates, reading = read_site_time(ds["time"], path, first_day=first_day)
         calendar = strip_invisible(ds["time"].attrs.get("calendar", "standard"))
         ds, lat, lon = _squeeze_site(ds, path)
         arrays: dict[str, tuple[tuple[str, ...], np.ndarray, dict]] = {}
@@ -494,7 +741,7 @@ def open_site_run(path: str | os.PathLike[str]) -> xr.Dataset:
             "path": path, "kind": "site_run", "model": parsed.model, "version": parsed.version,
             "scenario": parsed.scenario, "site": parsed.site, "cal_val": parsed.cal_val,
             "stage": parsed.stage, "calendar": calendar,
-            "has_ensemble": "member" in out.dims,
+            "has_ensemble": "member" in out.dims, **reading.attrs(),
         })
         return out
     finally:
@@ -629,7 +876,9 @@ def _plumber2_obs(raw: xr.Dataset, path: str, max_gapfill_fraction: float) -> xr
         count = grouped["v"].count()
         complete = grouped["v"].size() == steps_per_day
         if comp == "NEE":
-            scale = 1e-6 * 12.011 * step_s  # umol m-2 s-1 → gC m-2 per step
+            # umol m-2 s-1 → gC m-2 per step with 12.0 g mol-1 for carbon, as the official
+            # CalLMIP daily files use (not the standard atomic weight 12.011).
+            scale = 1e-6 * 12.0 * step_s
             value = grouped["v"].sum(min_count=1) * scale
             unc = (np.sqrt(grouped["u"].apply(lambda u: np.nansum(u**2))) * scale
                    if uname else None)

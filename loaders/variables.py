@@ -105,7 +105,7 @@ _ALIASES: dict[str, str] = {
 _FACTORS: dict[tuple[str, str], float] = {
     ("gC m-2 s-1", "kgC m-2 s-1"): 1e-3,
     ("gC m-2 d-1", "kgC m-2 s-1"): 1e-3 / 86400.0,
-    ("umol m-2 s-1", "kgC m-2 s-1"): 1e-6 * 12.011e-3,
+    ("umol m-2 s-1", "kgC m-2 s-1"): 1e-6 * 12.0e-3,  # 12 g mol-1, as the official daily files
 }
 
 

@@ -8,15 +8,15 @@ once and returns five tidy tables (a :class:`MetricTables` dict, keys in this or
     variables NEE, Qle, Qh against the site's observations: ``n, bias, rmse, nme, r, sd_ratio,
     chi2, coverage, crps, insufficient`` (definitions: :mod:`dashboard.metrics.scores`), plus
     ``igbp`` (from ``assets/sites.csv``), ``optimised`` (the scenario calibrates this variable),
-    ``n_chi2``, ``n_coverage``, ``uncertainty_method`` and ``file``. A site without observations
-    gives ``n = 0`` and ``insufficient = True``.
+    ``n_chi2``, ``n_coverage``, ``uncertainty_method``, ``file`` and ``dates_inferred``. A site
+    without observations gives ``n = 0`` and ``insufficient = True``.
 ``misfit_reduction``
     One row per posterior-like run (stage ``Posterior``; for v1 names also ``Temporal`` and
     ``Spatial``, each paired with the prior like a posterior) and variable: ``n, rmse_prior,
     rmse_post, misfit_reduction, chi2_prior, chi2_post, misfit_reduction_chi2, insufficient,
     n_chi2`` on the days valid for obs, prior and posterior. The prior is the run's own
     scenario prior if submitted, else the Scenario 1 prior (``prior_scenario`` says which;
-    ``<NA>`` when the model has no prior at that site).
+    ``<NA>`` when the model has no prior at that site), and ``dates_inferred``.
 ``spread``
     One row per (scenario, site, cal_val, stage, variable) for NEE, Qle, Qh and the
     non-optimised variables (gpp, reco, lai, tran, evspsblsoi, hfg, ts, cSoil, cLiveBioAbove,
@@ -47,6 +47,16 @@ once and returns five tidy tables (a :class:`MetricTables` dict, keys in this or
       misfit reduction − median validation-site misfit reduction, with ``n_cal`` and ``n_val``
       cases; positive = the calibration helps less where it was not fitted. NaN unless both
       sides have at least one case.
+
+The boolean column ``dates_inferred``, last in ``site_scores`` and ``misfit_reduction``, is
+``True`` when a run's dates were inferred from the protocol's time conventions (v2 §6.2) rather
+than decoded as written: a time axis ``days since <first day>`` valued ``1, 2, 3, …`` is read as
+a 1-based day count (value 1 = the first day), one day earlier than CF decoding dates it
+(``attrs["time_inferred"]`` of :func:`loaders.readers.open_site_run`; ``attrs["time_reading"]``
+names the reading). ``0, 1, 2, …``, ``0.5, 1.5, …`` and the template's ``days since <day
+before>`` valued ``1, 2, 3, …`` are read as encoded: ``False``. In ``misfit_reduction`` it is
+``True`` when the posterior or its prior was inferred. ``callmip check`` names the reading in a
+``time_reading`` warning.
 
 Files that cannot be read are skipped and recorded (``MetricTables.errors``, also
 ``Archive.errors``); they never abort the tables.
@@ -89,7 +99,7 @@ __all__ = ["DEFAULT_MIN_N", "METRICS_VERSION", "TABLE_NAMES", "MetricTables", "c
 log = logging.getLogger(__name__)
 
 #: Version of the metric definitions and table layout; bump it to invalidate disk caches.
-METRICS_VERSION = 1
+METRICS_VERSION = 2  # 2: dates_inferred column (issue #10)
 
 #: Keys of :func:`compute_tables`, in order.
 TABLE_NAMES: tuple[str, ...] = ("site_scores", "misfit_reduction", "spread", "parameters",
@@ -117,7 +127,7 @@ SITE_SCORE_SCHEMA: dict[str, str] = {
     "n": "int64", "bias": "float64", "rmse": "float64", "nme": "float64", "r": "float64",
     "sd_ratio": "float64", "chi2": "float64", "coverage": "float64", "crps": "float64",
     "insufficient": "bool", "n_chi2": "int64", "n_coverage": "int64",
-    "uncertainty_method": "str", "file": "str",
+    "uncertainty_method": "str", "file": "str", "dates_inferred": "bool",
 }
 
 MISFIT_SCHEMA: dict[str, str] = {
@@ -125,6 +135,7 @@ MISFIT_SCHEMA: dict[str, str] = {
     "n": "int64", "rmse_prior": "float64", "rmse_post": "float64",
     "misfit_reduction": "float64", "chi2_prior": "float64", "chi2_post": "float64",
     "misfit_reduction_chi2": "float64", "insufficient": "bool", "n_chi2": "int64",
+    "dates_inferred": "bool",
 }
 
 SPREAD_SCHEMA: dict[str, str] = {
@@ -218,6 +229,11 @@ def _usable(ds: xr.Dataset | None, var: str) -> xr.DataArray | None:
     if not bool(np.isfinite(da.values).any()):
         return None
     return da
+
+
+def _dates_inferred(*datasets: xr.Dataset | None) -> bool:
+    """Whether any of the runs had its dates inferred (``attrs["time_inferred"]``)."""
+    return any(bool(ds.attrs.get("time_inferred", False)) for ds in datasets if ds is not None)
 
 
 def _unc(ds: xr.Dataset | None, var: str) -> xr.DataArray | None:
@@ -330,7 +346,8 @@ def _score_site(archive: Any, site: str, runs: pd.DataFrame, igbp: dict[str, str
             o_da = observed(var)
             result = (_no_obs_score() if o_da is None else
                       score(model, o_da, _unc(obs, var), model_unc=_unc(ds, var), min_n=min_n))
-            score_rows.append({**keys(row, var), **result, "file": Path(row.path).name})
+            score_rows.append({**keys(row, var), **result, "file": Path(row.path).name,
+                               "dates_inferred": _dates_inferred(ds)})
 
     # 2. misfit reduction (posterior-like runs against their paired prior)
     priors: dict[str, xr.Dataset | None] = {}
@@ -349,7 +366,8 @@ def _score_site(archive: Any, site: str, runs: pd.DataFrame, igbp: dict[str, str
                 result = _no_obs_misfit()
             else:
                 result = misfit_reduction(p_da, q_da, o_da, _unc(obs, var), min_n=min_n)
-            misfit_rows.append({**keys(row, var), "prior_scenario": prior_scenario, **result})
+            misfit_rows.append({**keys(row, var), "prior_scenario": prior_scenario, **result,
+                                "dates_inferred": _dates_inferred(prior, post)})
 
     # 3. spread (per scenario and posterior-like stage)
     post_runs = runs[runs["stage"].isin(POSTERIOR_STAGES)]
