@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import param
 
+from loaders.variables import MODEL_ONLY_VARIABLES, OBSERVED_VARIABLES
+
 VIEWS: tuple[str, ...] = ("overview", "sites", "parameters", "global", "check")
-SITE_VARIABLES: tuple[str, ...] = ("NEE", "Qle", "Qh")
-#: Variables with model output but no observation: spread statistics only.
-UNOBSERVED_VARIABLES: tuple[str, ...] = (
-    "gpp", "reco", "lai", "tran", "evspsblsoi", "hfg", "ts", "cSoil", "cLiveBioAbove", "mrso",
-    "mrsos",
-)
+#: Variables with flux-tower observations, and those with model output only (spread
+#: statistics): the lists of :mod:`loaders.variables`.
+SITE_VARIABLES: tuple[str, ...] = OBSERVED_VARIABLES
+UNOBSERVED_VARIABLES: tuple[str, ...] = MODEL_ONLY_VARIABLES
 STAGES: tuple[str, ...] = ("Prior", "Posterior")
 
 #: Map colour metrics: label shown to users → column in the metric tables.

@@ -168,17 +168,36 @@ class Archive:
             df = df[df["model_id"] == model_id]
         return df
 
-    def prior_row(self, model_id: str, scenario: int, site: str) -> pd.Series | None:
-        """The prior run paired with a posterior of ``scenario``.
+    @cached_property
+    def _priors(self) -> dict[tuple[str, int, str], str]:
+        """(model id, scenario, site) → path of the first prior run in catalog order."""
+        table: dict[tuple[str, int, str], str] = {}
+        priors = self.site_runs[self.site_runs["stage"] == "Prior"]
+        for row in priors.itertuples(index=False):
+            table.setdefault((row.model_id, int(row.scenario), row.site), row.path)
+        return table
 
-        Protocol v2 asks for prior runs once (Scenario 1); a scenario's own prior is used when
-        one was submitted, otherwise the Scenario 1 prior.
+    def prior_for(self, model_id: str, scenario: int, site: str
+                  ) -> tuple[int | None, str | None]:
+        """The prior paired with a posterior of ``scenario``: ``(its scenario, its path)``.
+
+        The one pairing rule of the project (views, metric tables, exporter): protocol v2 asks
+        for prior runs once (Scenario 1); a scenario's own prior is used when one was submitted,
+        otherwise the Scenario 1 prior. ``(None, None)`` when the model has no prior there.
         """
-        for scen in (scenario, 1):
-            rows = self.runs(site=site, scenario=scen, stage="Prior", model_id=model_id)
-            if not rows.empty:
-                return rows.iloc[0]
-        return None
+        for scen in (int(scenario), 1):
+            path = self._priors.get((model_id, scen, site))
+            if path is not None:
+                return scen, path
+        return None, None
+
+    def prior_row(self, model_id: str, scenario: int, site: str) -> pd.Series | None:
+        """The catalog row of the prior paired with a posterior of ``scenario``, or ``None``.
+
+        See :meth:`prior_for` for the rule.
+        """
+        _, path = self.prior_for(model_id, scenario, site)
+        return None if path is None else pd.Series(self._rows_by_path[path])
 
     # -- opening -------------------------------------------------------------------------
     @property

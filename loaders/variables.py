@@ -62,6 +62,12 @@ COMPARISON: dict[str, dict[str, str]] = {
     "Qh": {"cmip": "hfss", "units": "W m-2", "long_name": "Sensible heat flux"},
 }
 
+#: Variables observed at the flux towers, in the order the app shows them (the one list).
+OBSERVED_VARIABLES: tuple[str, ...] = tuple(COMPARISON)
+#: Table 3 outputs without observations (spread statistics only), in display order.
+MODEL_ONLY_VARIABLES: tuple[str, ...] = ("gpp", "reco", "lai", "tran", "evspsblsoi", "hfg", "ts",
+                                         "cSoil", "cLiveBioAbove", "mrso", "mrsos")
+
 #: Which comparison variables each calibration scenario optimises (protocol v2 §3.1).
 SCENARIO_VARIABLES: dict[int, tuple[str, ...]] = {
     1: ("NEE", "Qle", "Qh"),

@@ -238,3 +238,52 @@ def test_any_url_value_is_applied_or_reported_never_fatal(query):
     assert all(isinstance(p, str) and len(p) < 400 for p in problems)
     if query.get("scenario", "1") not in ("1", "2") and "scenario" in query:
         assert any("scenario" in p for p in problems)
+
+
+def test_overview_and_callmip_metrics_agree_on_v1_temporal_and_spatial_runs(tmp_path):
+    from dashboard.metrics.tables import clear_memory_cache
+    from dashboard.views.overview import OverviewView
+    from tests.test_metrics_tables import obs_values, write_obs, write_run
+
+    clear_memory_cache()
+    root = tmp_path / "v1"
+    root.mkdir()
+    cal, val = obs_values(), obs_values(site_shift=0.5)
+    write_obs(root, "DK-Sor", cal)
+    write_obs(root, "US-Ha1", val)
+    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Prior.nc", cal, 2.0)
+    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Posterior.nc", cal, 1.0)  # improvement 0.5
+    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Temporal.nc", cal, 0.5)  # another period: 0.75
+    write_run(root, "M.v1_Expt1_US-Ha1_Val_Prior.nc", val, 2.0)
+    write_run(root, "M.v1_Expt1_US-Ha1_Val_Spatial.nc", val, 1.5)  # 0.25
+    service = get_service(root, refresh=True)
+    view = OverviewView(selection=Selection(), service=service)
+    shown = view.summary_frame(1, "NEE").set_index("model").loc["M.v1"]
+    tables = _metrics_json(root, tmp_path)
+    summary = pd.DataFrame(tables["summary"])
+    cli = summary[(summary["group_by"] == "all") & (summary["model"] == "M")
+                  & (summary["variable"] == "NEE")].iloc[0]
+    assert shown["generalisation gap (Cal − Val)"] == pytest.approx(cli["generalisation_gap"])
+    assert shown["generalisation gap (Cal − Val)"] == pytest.approx(0.25)  # Temporal left out
+    assert shown["median misfit reduction, calibration sites"] == pytest.approx(0.5)
+    assert shown["n sites (Cal)"] == 1 and shown["n sites (Val)"] == 1
+    # The scorecard, like the tables' pooled summaries, leaves the other period out too.
+    card = queries.scorecard_frame(service, 1, "NEE")
+    assert sorted(card["site"]) == ["DK-Sor", "US-Ha1"]
+    clear_memory_cache()
+
+
+def test_one_prior_pairing_rule(service):
+    archive = service.archive
+    for row in archive.site_runs.itertuples(index=False):
+        scenario, path = archive.prior_for(row.model_id, int(row.scenario), row.site)
+        runs = archive.site_runs
+        by_filter = runs[(runs["model_id"] == row.model_id) & (runs["site"] == row.site)
+                         & (runs["stage"] == "Prior")]
+        own = by_filter[by_filter["scenario"] == row.scenario]
+        expected = own if not own.empty else by_filter[by_filter["scenario"] == 1]
+        assert path == (expected["path"].iloc[0] if not expected.empty else None)
+        prior = archive.prior_row(row.model_id, int(row.scenario), row.site)
+        assert (prior is None) == (path is None)
+        if prior is not None:
+            assert prior["path"] == path and int(prior["scenario"]) == scenario

@@ -92,6 +92,7 @@ from dashboard.metrics.common import DEFAULT_MIN_N
 from dashboard.metrics.parameters import PARAMETER_METRIC_COLUMNS, parameter_metrics
 from dashboard.metrics.scores import MISFIT_KEYS, SCORE_KEYS, misfit_reduction, score
 from dashboard.metrics.spread import spread_reduction
+from loaders.variables import MODEL_ONLY_VARIABLES, OBSERVED_VARIABLES
 
 __all__ = ["DEFAULT_MIN_N", "METRICS_VERSION", "TABLE_NAMES", "MetricTables", "cache_dir",
            "clear_memory_cache", "compute_tables", "tables_to_json"]
@@ -105,12 +106,11 @@ METRICS_VERSION = 2  # 2: dates_inferred column (issue #10)
 TABLE_NAMES: tuple[str, ...] = ("site_scores", "misfit_reduction", "spread", "parameters",
                                 "summary")
 
-#: Variables compared with observations.
-COMPARISON_VARIABLES: tuple[str, ...] = ("NEE", "Qle", "Qh")
+#: Variables compared with observations (defined once, in :mod:`loaders.variables`).
+COMPARISON_VARIABLES: tuple[str, ...] = OBSERVED_VARIABLES
 
 #: Variables without observations whose inter-model spread is reported.
-NON_OPTIMISED_VARIABLES: tuple[str, ...] = ("gpp", "reco", "lai", "tran", "evspsblsoi", "hfg",
-                                            "ts", "cSoil", "cLiveBioAbove", "mrso", "mrsos")
+NON_OPTIMISED_VARIABLES: tuple[str, ...] = MODEL_ONLY_VARIABLES
 
 #: Stages scored against the prior like a posterior (v1 ``Temporal``/``Spatial`` included).
 POSTERIOR_STAGES: tuple[str, ...] = ("Posterior", "Temporal", "Spatial")
@@ -274,7 +274,7 @@ def _compute(archive: Any, min_n: int, progress: bool) -> dict[str, pd.DataFrame
     """
     igbp = _sites_igbp()
     runs = archive.site_runs
-    prior_for = _prior_pairing(runs)
+    prior_for = archive.prior_for  # the one pairing rule
     score_rows: list[dict[str, Any]] = []
     misfit_rows: list[dict[str, Any]] = []
     spread_rows: list[dict[str, Any]] = []
@@ -390,27 +390,6 @@ def _score_site(archive: Any, site: str, runs: pd.DataFrame, igbp: dict[str, str
                 "optimised": _optimised(scen, var), **result,
                 "models": ", ".join(result["models"]),
             })
-
-
-def _prior_pairing(runs: pd.DataFrame) -> Callable[[str, int, str], tuple[int | None, str | None]]:
-    """The rule of :meth:`loaders.archive.Archive.prior_row` as a lookup built once.
-
-    A posterior of scenario N is paired with the Scenario N prior of the same model and site if
-    one exists, else with the Scenario 1 prior (the first such file in catalog order, like
-    ``Archive.prior_row``, which costs a catalog scan per call).
-    """
-    table: dict[tuple[str, int, str], str] = {}
-    for row in runs[runs["stage"] == "Prior"].itertuples(index=False):
-        table.setdefault((row.model_id, int(row.scenario), row.site), row.path)
-
-    def lookup(model_id: str, scenario: int, site: str) -> tuple[int | None, str | None]:
-        for scen in (scenario, 1):
-            path = table.get((model_id, scen, site))
-            if path is not None:
-                return scen, path
-        return None, None
-
-    return lookup
 
 
 def _parameters_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
