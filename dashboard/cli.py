@@ -123,7 +123,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         for report in reports:
             print(format_report(report))
         n_bad = sum(not r.ok for r in reports)
-        print(f"\n{len(reports) - n_bad} of {len(reports)} files passed")
+        n_skipped = sum(bool(r.skipped) for r in reports)
+        checked = len(reports) - n_skipped
+        skipped = f"; {n_skipped} skipped (not submissions)" if n_skipped else ""
+        print(f"\n{checked - n_bad} of {checked} files passed{skipped}")
     return 0 if all(r.ok for r in reports) else 1
 
 
@@ -150,6 +153,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise UsageError(f"data root {args.data_root!r} does not exist")
     min_n = args.min_n if args.min_n is not None else DEFAULT_MIN_N
     tables = compute_tables(args.data_root, min_n=min_n, progress=True)
+    if tables["site_scores"].empty:  # no site run could be read (or there is none)
+        problems = [f"  {Path(path).name}: {message}" for path, message in
+                    sorted(tables.errors.items())][:20]
+        print(f"callmip metrics: error: no site run in {args.data_root} could be scored ("
+              + (f"{len(tables.errors)} file(s) unreadable" if tables.errors
+                 else "no site runs named by the protocol") + ")",
+              *problems, sep="\n", file=sys.stderr)
+        return 1
     if args.format == "json":
         text = json.dumps(tables_to_json(tables), indent=1)
         if args.out:

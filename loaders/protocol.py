@@ -115,6 +115,10 @@ class CheckReport:
         Calibration scenario (v1: experiment) number from the name.
     errors, warnings : list of CheckItem
         Problems that break the protocol, and problems that do not.
+    skipped : str or None
+        Why the file was not checked: it is not a submission at all (e.g. the CO2 forcing
+        ``.txt`` beside the runs). A skipped file passes; in JSON it is a warning with the code
+        ``skipped`` (the report's keys are a contract).
     """
 
     path: str
@@ -127,6 +131,7 @@ class CheckReport:
     stage: str | None = None
     errors: list[CheckItem] = field(default_factory=list)
     warnings: list[CheckItem] = field(default_factory=list)
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -185,6 +190,8 @@ def format_report(report: CheckReport) -> str:
         ``PASS <path>`` or ``FAIL <path>`` with a summary, then one line per item:
         ``  error [code] message`` / ``  warning [code] message``.
     """
+    if report.skipped:
+        return f"SKIP {report.path}  ({report.skipped})"
     status = "PASS" if report.ok else "FAIL"
     fields = [report.kind]
     if report.model:
@@ -411,7 +418,16 @@ def _check_file(path: str, ctx: _Context) -> CheckReport:
     return report
 
 
+#: Endings of files that can be submissions (runs, observations, parameter tables).
+SUBMISSION_SUFFIXES = (".nc", ".nc4", ".csv")
+
+
 def _dispatch(path: str, parsed: ParsedName, report: CheckReport, ctx: _Context) -> None:
+    if parsed.kind == "unrecognised" and not path.lower().endswith(SUBMISSION_SUFFIXES):
+        report.skipped = (f"not a submission: only {', '.join(SUBMISSION_SUFFIXES)} files "
+                          "named by the protocol are checked")
+        report.warn("skipped", report.skipped)
+        return
     _check_name(parsed, report)
     if parsed.kind == "unrecognised":
         if path.lower().endswith(".nc"):

@@ -132,3 +132,38 @@ def test_obs_root_with_real_observations(template: Path, tmp_path: Path,
     length = [e for e in row["errors"] if e["code"] == "time_length"]
     assert length, row["errors"]
     assert str(n_obs - 10) in length[0]["message"] and str(n_obs) in length[0]["message"]
+
+
+def test_files_that_are_not_submissions_are_skipped_not_failed(tmp_path, capsys):
+    from dashboard.cli import main
+    from tests.synthetic import write_site_run
+
+    good = write_site_run(tmp_path, model="ALPHA", version="v1", site="DK-Sor", cal_val="Cal",
+                          stage="Prior", start="1997-01-01", n_days=6574, seed=1)
+    (tmp_path / "CO2_1700_2024_TRENDYv2025.txt").write_text("1700 277.0\n")
+    (tmp_path / "notes.md").write_text("# run notes\n")
+    assert main(["check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SKIP" in out and "CO2_1700_2024_TRENDYv2025.txt" in out
+    assert "1 of 1 files passed; 2 skipped" in out
+    assert main(["check", str(tmp_path), "--json"]) == 0
+    reports = {Path(r["path"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert reports["notes.md"]["ok"]
+    assert [w["code"] for w in reports["notes.md"]["warnings"]] == ["skipped"]
+    assert "skipped" not in [w["code"] for w in reports[good.name]["warnings"]]
+    # A misnamed NetCDF file is still a failed submission, not skipped.
+    (tmp_path / "my_run.nc").write_bytes(good.read_bytes())
+    assert main(["check", str(tmp_path)]) == 1
+
+
+def test_metrics_fails_with_a_message_when_no_run_can_be_scored(tmp_path, capsys,
+                                                                 monkeypatch):
+    from dashboard.cli import main
+
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "ALPHA.v1_Phase1b_Scen1_DK-Sor_Cal_Prior.nc").write_bytes(b"CDF\x01 broken")
+    (tmp_path / "ALPHA.v1_Phase1b_Scen1_DK-Sor_Cal_Posterior.nc").write_bytes(b"garbage")
+    assert main(["metrics", str(tmp_path), "--format", "json"]) == 1
+    err = capsys.readouterr().err
+    assert "no site run" in err and "2 file(s) unreadable" in err
+    assert "ALPHA.v1_Phase1b_Scen1_DK-Sor_Cal_Prior.nc" in err
