@@ -12,6 +12,7 @@ gone builds no plots; the other views are built when first opened.
 from __future__ import annotations
 
 import warnings
+from urllib.parse import urlencode
 
 import holoviews as hv
 import panel as pn
@@ -40,9 +41,11 @@ silence(FIXED_SIZING_MODE, True)
 VIEW_LABELS = {"overview": "Overview", "sites": "Sites", "parameters": "Parameters",
                "global": "Global", "check": "Check my files"}
 
+#: Presentation mode: larger text everywhere. Panel draws every widget and pane inside a
+#: shadow root that page CSS does not reach, but CSS custom properties are inherited into
+#: shadow roots: Bokeh sizes widget and text fonts with --bokeh-font-size / --font-size.
 PRESENTATION_CSS = """
-:host, body { --presentation-scale: 1.35; }
-.bk-input, .bk-btn, label, .markdown, .site-card, .alert { font-size: 1.35em !important; }
+:root, body { --bokeh-font-size: 17px; --font-size: 17px; --presentation-scale: 1.35; }
 h1, h2, h3 { font-size: 1.6em !important; }
 """
 
@@ -80,7 +83,8 @@ def build_widgets(selection: Selection, service: DataService) -> list[pn.viewabl
                                             options=service.scenarios(), name="Scenario")
     stage = pn.widgets.RadioButtonGroup.from_param(selection.param.stage, name="Stage")
     metric = pn.widgets.Select.from_param(
-        selection.param.metric, options={label: key for key, label in METRICS.items()},
+        selection.param.metric,
+        options={label.split(" (")[0]: key for key, label in METRICS.items()},
         name="Map colour")
     return [view, site, variable, model_pick, scenario, stage, metric]
 
@@ -93,13 +97,23 @@ def _bind_url(selection: Selection, service: DataService) -> list[str]:
     location = pn.state.location
     if location is None:
         return problems
+    args = _session_args()
 
     def push(*_events) -> None:
-        location.update_query(**query_from_selection(selection))
+        # The whole query is rewritten, so a value that was ignored leaves the URL too: a
+        # shared link always reproduces what is on the screen.
+        query = query_from_selection(selection)
+        for flag in ("theme", "present"):
+            if _flag(args, flag):
+                query[flag] = _flag(args, flag)
+        location.search = "?" + urlencode(query, safe=",")
 
     selection.param.watch(push, list(query_from_selection(Selection()).keys())
                           + ["site", "models", "time"])
     push()
+    # The browser reports its own URL when it connects, which would bring the ignored values
+    # back: write the corrected query again once the page has loaded.
+    pn.state.onload(push)
     return problems
 
 
@@ -176,7 +190,7 @@ def create_app(data_root: str, *, theme: str | None = None,
         template = pn.template.BootstrapTemplate(
             title="CalLMIP Explorer", theme="dark" if theme == "dark" else "default",
             sidebar=[*widgets, pn.layout.Divider(), toggle, theme_switch, root_note],
-            main=[main, about], sidebar_width=300,
+            main=[main, about], sidebar_width=360 if presentation else 300,
             raw_css=[PRESENTATION_CSS] if presentation else [], busy_indicator=busy,
         )
     template.selection = selection  # for tests and the exporter

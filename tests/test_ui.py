@@ -166,6 +166,20 @@ def test_a_bad_url_value_shows_a_banner_and_the_page_still_works(watched, app_ur
     assert banner.count() >= 1
     assert watched.locator("text=variable='nope' is not one of").count() >= 1
     assert any(t.startswith(f"{CAL_SITE} NEE") for t in titles(watched))  # plots still drawn
+    # The URL is corrected: it names what is on the screen, not the ignored values.
+    assert "scenario=1" in watched.url and "variable=NEE" in watched.url
+    assert "scenario=0" not in watched.url and "nope" not in watched.url
+    # The banner is styled (inline, inside Panel's shadow root), not plain text.
+    colour = banner.first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour not in ("rgba(0, 0, 0, 0)", "transparent"), colour
+
+
+def test_an_unknown_site_in_the_url_is_replaced_in_the_url(watched, app_url):
+    watched.goto(f"{app_url}/?view=sites&site=NOPE&models=ALPHA.v1,XX")
+    wait_idle(watched)
+    assert watched.locator("text=unknown site in URL").count() >= 1
+    assert "site=NOPE" not in watched.url and "XX" not in watched.url
+    assert f"site={CAL_SITE}" in watched.url and "models=ALPHA.v1" in watched.url
 
 
 def test_clicking_a_scorecard_cell_opens_that_site_and_model(watched, app_url):
@@ -202,3 +216,57 @@ def test_a_variable_without_observations_shows_its_series_in_community_units(wat
     labels = watched.evaluate("""() => [...Bokeh.documents[0].all_models]
         .filter(m => m.axis_label).map(m => m.axis_label)""")
     assert any("gpp" in label and "gC m-2 d-1" in label for label in labels), labels
+
+
+LAYOUT_JS = """() => {
+    const boxes = [], clipped = [];
+    const ctx = document.createElement('canvas').getContext('2d');
+    for (const model of Bokeh.documents[0].all_models) {
+        const view = Bokeh.index.find_one(model);
+        if (!view || !view.el || !view.el.isConnected) continue;
+        const r = view.el.getBoundingClientRect();
+        if (r.width < 2 || r.height < 2) continue;
+        const box = {x0: r.left + scrollX, y0: r.top + scrollY,
+                     x1: r.right + scrollX, y1: r.bottom + scrollY};
+        if (view.canvas_view && view.frame) {
+            const title = model.title && typeof model.title === 'object' ? model.title : null;
+            const text = title && title.text ? title.text : '';
+            boxes.push({...box, what: 'plot ' + text});
+            if (text) {
+                const size = title.text_font_size || '13px';
+                const font = title.text_font || 'sans-serif';
+                ctx.font = `${title.text_font_style || 'bold'} ${size} ${font}`;
+                const right = view.frame.bbox.left + ctx.measureText(text).width;
+                if (right > r.width + 1) clipped.push(text);
+            }
+        } else if (typeof model.text === 'string' && model.text.includes('site-card')) {
+            boxes.push({...box, what: 'site card'});
+        }
+    }
+    return {boxes, clipped};
+}"""
+
+
+def _overlaps(boxes: list[dict]) -> list[tuple[str, str]]:
+    found = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            width = min(a["x1"], b["x1"]) - max(a["x0"], b["x0"])
+            height = min(a["y1"], b["y1"]) - max(a["y0"], b["y0"])
+            if width > 2 and height > 2:
+                found.append((a["what"], b["what"]))
+    return found
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["720p", "1080p"])
+@pytest.mark.parametrize("present", ["0", "1"], ids=["normal", "presentation"])
+def test_nothing_overlaps_and_no_title_is_clipped(watched, app_url, size, present):
+    watched.set_viewport_size({"width": size[0], "height": size[1]})
+    for view in ("sites", "overview"):
+        watched.goto(f"{app_url}/?view={view}&site={CAL_SITE}&present={present}")
+        wait_idle(watched)
+        layout = watched.evaluate(LAYOUT_JS)
+        plots = [b for b in layout["boxes"] if b["what"].startswith("plot")]
+        assert len(plots) >= (7 if view == "sites" else 2), layout["boxes"]
+        assert not _overlaps(layout["boxes"]), (view, _overlaps(layout["boxes"]))
+        assert not layout["clipped"], (view, layout["clipped"])

@@ -14,6 +14,8 @@ import panel as pn
 import param
 
 from dashboard import queries
+from dashboard.metrics.common import DEFAULT_MIN_N
+from dashboard.queries import COVERAGE_CODES
 from dashboard.service import DataService
 from dashboard.state import Selection
 from dashboard.views.loading import fill_progressively
@@ -66,8 +68,7 @@ class OverviewView(pn.viewable.Viewer):
             tools=["hover", "tap"], xrotation=60, responsive=True, shared_axes=False,
             height=int(120 + 26 * max(len(self.service.model_ids()), 1) * self.look.fontscale),
             hover_tooltips=[("model", "@model"), ("site", "@site"), ("status", "@status")],
-            title=f"Submissions, Scenario {scenario} (green: prior + posterior, blue: prior only,"
-                  f" orange: posterior only, red: unreadable) — {n_sites} sites",
+            title=f"Submissions, Scenario {scenario} ({n_sites} sites; click a cell)",
             fontscale=self.look.fontscale, bgcolor=self.look.bg, invert_yaxis=True,
             xlabel="site (calibration sites first, then validation)", ylabel="")
 
@@ -79,8 +80,7 @@ class OverviewView(pn.viewable.Viewer):
         """Heatmap of misfit reduction (1 − RMSE_post / RMSE_prior), n in the hover."""
         frame = self.scorecard_frame(scenario, variable)
         vdims = ["misfit_reduction", "n", "rmse_prior", "rmse_post", "cal_val", "label"]
-        title = (f"Misfit reduction of {variable}, Scenario {scenario} — click a cell to open "
-                 "the site (grey: insufficient data)")
+        title = f"Misfit reduction of {variable}, Scenario {scenario}"
         if frame.empty:
             title = f"No scores for {variable}, Scenario {scenario} (no observations or runs)"
         return hv.HeatMap(for_holoviews(frame), kdims=["site", "model"], vdims=vdims).opts(
@@ -91,15 +91,18 @@ class OverviewView(pn.viewable.Viewer):
             hover_tooltips=[("model", "@model"), ("site", "@site (@cal_val)"),
                             ("misfit reduction", "@label"), ("n days", "@n"),
                             ("RMSE prior", "@rmse_prior"), ("RMSE posterior", "@rmse_post")],
-            colorbar_opts={"title": "1 − RMSE_post/RMSE_prior"}, invert_yaxis=True,
+            clabel="misfit reduction", invert_yaxis=True,
             fontscale=self.look.fontscale, bgcolor=self.look.bg, xlabel="", ylabel="")
 
     def scorecard_labels(self, scenario: int, variable: str) -> hv.Labels:
         """``n=…<min`` on the cells with too few valid days to score."""
         frame = self.scorecard_frame(scenario, variable)
         small = frame[frame["insufficient"]] if not frame.empty else frame
+        # Just the number of valid days: "n=15<30" in every narrow cell ran into its neighbours
+        # (the key above the plot says what the numbers are).
+        small = small.assign(label=small["n"].fillna(0).astype(int).astype(str))
         return hv.Labels(for_holoviews(small), kdims=["site", "model"], vdims=["label"]).opts(
-            text_font_size=f"{int(7 * self.look.fontscale)}pt", text_color="#555555")
+            text_font_size=f"{int(8 * self.look.fontscale)}pt", text_color="#444444")
 
     def scorecard(self, scenario: int, variable: str) -> hv.Overlay:
         """The scorecard: heatmap of misfit reduction with labels on insufficient cells."""
@@ -138,16 +141,32 @@ class OverviewView(pn.viewable.Viewer):
                            pn.pane.DataFrame(broken, index=False, escape=True,
                                              sizing_mode="stretch_width")))
         errors = [safe_message(e, "danger") for e in self.service.table_errors]
-        page = pn.Column(*errors, pn.pane.HoloViews(self._score_dmap,
-                                                    sizing_mode="stretch_width"),
+        score_key = pn.pane.HTML(
+            "Misfit reduction = 1 − RMSE_post / RMSE_prior. Blue: the posterior fits the "
+            "observations better than the prior; red: worse. Grey: fewer than "
+            f"{DEFAULT_MIN_N} valid observed days (the number shown), not scored. "
+            "Click a cell to open that site and model.", sizing_mode="stretch_width")
+        page = pn.Column(*errors, score_key,
+                         pn.pane.HoloViews(self._score_dmap, sizing_mode="stretch_width"),
                          sizing_mode="stretch_width")
         fill_progressively(page, [
             lambda: pn.Column(
                 pn.pane.Markdown("### Generalisation: calibration vs validation sites"),
                 pn.panel(summary, loading_indicator=True), sizing_mode="stretch_width"),
-            lambda: pn.pane.HoloViews(self._cover_dmap, sizing_mode="stretch_width"),
+            lambda: pn.Column(pn.pane.HTML(coverage_key(self.look), sizing_mode="stretch_width"),
+                              pn.pane.HoloViews(self._cover_dmap, sizing_mode="stretch_width"),
+                              sizing_mode="stretch_width"),
             lambda: pn.Column(pn.pane.Markdown("### Files that could not be used"), broken_pane,
                               sizing_mode="stretch_width"),
         ])
         return page
 
+
+
+def coverage_key(look: Look) -> str:
+    """HTML key of the coverage matrix: a coloured square per status."""
+    items = [f'<span style="white-space:nowrap;margin-right:1.2em">'
+             f'<span style="display:inline-block;width:0.9em;height:0.9em;background:{colour};'
+             f'border:1px solid #888;vertical-align:middle"></span> {status}</span>'
+             for status, colour in zip(COVERAGE_CODES, COVERAGE_COLOURS, strict=True)]
+    return "<div>What was submitted: " + " ".join(items) + "</div>"

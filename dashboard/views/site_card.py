@@ -8,7 +8,7 @@ import param
 from dashboard import queries
 from dashboard.service import DataService
 from dashboard.views.site_plots import MAX_BANDS
-from dashboard.views.style import Look, escape, model_colour
+from dashboard.views.style import Look, alert_html, escape, model_colour
 
 
 class SiteCard(pn.viewable.Viewer):
@@ -24,7 +24,8 @@ class SiteCard(pn.viewable.Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.card = pn.widgets.StaticText(value="", width=360, height=320,
+        self.card = pn.widgets.StaticText(value="", width=int(300 * self.look.fontscale),
+                                          height=int(260 * self.look.fontscale),
                                           styles={"overflow-y": "auto"})
         self.key = pn.widgets.StaticText(
             value="", sizing_mode="stretch_width", height=60,
@@ -42,10 +43,10 @@ class SiteCard(pn.viewable.Viewer):
         files that could not be read.
         """
         if not site:
-            return _alert("Select a site on the map or in the sidebar.", "info")
+            return alert_html("Select a site on the map or in the sidebar.", "info")
         facts = queries.site_facts(self.service, site, scenario, models)
         if not facts["known"]:
-            return _alert(f"Unknown site {site!r}.", "danger")
+            return alert_html(f"Unknown site {site!r}.", "danger")
         role = "calibration" if facts["role"] == "Cal" else "validation"
         lines = [f"<b>{escape(site)}</b> — {escape(facts['name'])}, {escape(facts['country'])}",
                  f"{escape(facts['igbp'])} · {role} site · {facts['lat']:.2f}°, "
@@ -55,9 +56,11 @@ class SiteCard(pn.viewable.Viewer):
         for variable, (n, total) in facts["valid_days"].items():
             lines.append(f"{variable}: {n} valid days of {total} "
                          f"({100 * n / max(total, 1):.1f} %)")
+        lines.append("<i>Click a site on the map to select it (○ calibration, "
+                     "△ validation).</i>")
         return (f'<div class="site-card">{"<br>".join(lines)}</div>'
-                + "".join(_alert(w, "warning") for w in facts["warnings"])
-                + "".join(_alert(p, "danger") for p in facts["problems"]))
+                + "".join(alert_html(w, "warning") for w in facts["warnings"])
+                + "".join(alert_html(p, "danger") for p in facts["problems"]))
 
     def colour_key(self, site: str, scenario: int, models: list[str]) -> str:
         """HTML key: the highlighted models' colours, the muted others and the observations."""
@@ -73,23 +76,9 @@ class SiteCard(pn.viewable.Viewer):
                          f'━━</span> {others} other model{"s" if others > 1 else ""} '
                          '(posterior; choose models in the sidebar to highlight them)</span>')
         items.append('<span class="key">solid: posterior · dashed: prior · shaded: posterior '
-                     f'95 % (≤ {MAX_BANDS} highlighted models)</span>')
+                     f'95 % (≤ {MAX_BANDS} highlighted models) · Taylor diagram: arrows run '
+                     'from ○ prior to ● posterior</span>')
         return " &nbsp; ".join(items)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self.card, self.key)
-
-
-
-#: Alert colours (background, text) inlined: the site card renders inside a shadow root that
-#: the page's Bootstrap classes do not reach.
-_ALERT_COLOURS = {"info": ("#cff4fc", "#055160"), "warning": ("#fff3cd", "#664d03"),
-                  "danger": ("#f8d7da", "#58151c")}
-
-
-def _alert(text: str, kind: str) -> str:
-    """An alert box holding ``text`` escaped (file text is untrusted)."""
-    background, colour = _ALERT_COLOURS.get(kind, _ALERT_COLOURS["info"])
-    return (f'<div class="alert alert-{kind}" role="alert" style="background:{background};'
-            f'color:{colour};padding:4px 8px;margin:6px 0;border-radius:4px">'
-            f'{escape(text)}</div>')

@@ -105,11 +105,13 @@ class SiteMap(pn.viewable.Viewer):
         """Land outline, site markers (tap to select) and the selected-site ring."""
         ring = hv.DynamicMap(lambda site, scenario, models: self.selected_marker(site),
                              streams=[self.site_stream])
-        title = "Sites — click a site to select it (○ calibration, △ validation)"
+        title = "Sites" if self.look.presentation else "Sites (○ calibration, △ validation)"
+        # Sized by the width it is given (the card beside it is fixed), at the aspect of the
+        # lon/lat box: a fixed frame height with an equal-degree aspect grew wider than the
+        # page in presentation mode and ran under the site card.
         return (self.land() * self._points_dmap * ring).opts(
-            hv.opts.Overlay(title=title, xlim=(-180, 180), ylim=(-60, 80), data_aspect=1,
-                            shared_axes=False,
-                            frame_height=int(260 * self.look.fontscale), xlabel="longitude",
+            hv.opts.Overlay(title=title, xlim=(-180, 180), ylim=(-60, 80), responsive=True,
+                            aspect=2.2, shared_axes=False, xlabel="longitude",
                             ylabel="latitude", fontscale=self.look.fontscale,
                             bgcolor=self.look.bg))
 
@@ -123,7 +125,7 @@ class SiteMap(pn.viewable.Viewer):
             s.site = str(frame.iloc[index]["site"])
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.pane.HoloViews(self.site_map(), name="site-map")
+        return pn.pane.HoloViews(self.site_map(), name="site-map", sizing_mode="stretch_width")
 
 
 def _colour_bar_title(plot, element: hv.Element) -> None:

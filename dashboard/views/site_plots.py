@@ -171,10 +171,12 @@ class SitePlots:
         """
         data = self.series(site, variable, scenario, models)
         vdim = hv.Dimension(variable, label=f"{variable} ({data.units})")
-        mdim = hv.Dimension("month")
         months = MONTHS.astype(float)
         aligned = data.on_obs_days
         observed = np.isfinite(aligned.obs)
+        # The axis says which days the means use (the title stays short for narrow plots).
+        mdim = hv.Dimension("month", label="month (days with observations)" if observed.any()
+                            else "month (all days)")
         curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         obs_cycle = (np.empty(0), np.empty(0))
         if observed.any():
@@ -191,8 +193,7 @@ class SitePlots:
             self.styled.element(hv.Curve, obs_cycle, mdim, vdim, label="observations",
                           color=self.look.obs_colour, line_width=self.look.line_width + 1.5)]
         layers += self._model_curves(curves, [mdim, vdim], self.highlighted(models))
-        note = " (observed days)" if observed.any() else " (all days)"
-        title = f"Mean seasonal cycle{note}"
+        title = "Seasonal cycle"
         return self.styled.overlay(layers, title, responsive=True, height=300,
                              show_legend=False, xticks=list(range(1, 13)), framewise=True,
                              shared_axes=False, fontscale=self.look.fontscale,
@@ -235,11 +236,11 @@ class SitePlots:
                 size=3 * self.look.fontscale, fill_alpha=fill, line_alpha=line_alpha,
                 **self._model_style()))
         if variable not in SITE_VARIABLES:
-            title = f"Model vs observations: {variable} is not observed at flux towers"
+            title = f"Model vs obs: {variable} not observed"
         elif np.isfinite(lo):
             title = "Model vs observations"
         else:
-            title = "Model vs observations: no matching days"
+            title = "Model vs obs: no shared days"
         return self.styled.overlay(layers, title, responsive=True, height=300, show_legend=False,
                              framewise=True, shared_axes=False, fontscale=self.look.fontscale,
                              bgcolor=self.look.bg)
@@ -300,11 +301,12 @@ class SitePlots:
                 line_width=2, size=10 * self.look.fontscale, tools=["hover"],
                 hover_tooltips=[("model", "@model"), ("r", "@r{0.00}"), ("SD ratio", "@sd{0.00}"),
                                 ("n", "@n")], **self._model_style()))
-        title = f"Taylor diagram ({variable}): ○ prior → ● posterior"
+        # Short titles: the diagrams share a row; the key above the plots explains the arrows.
+        title = f"Taylor diagram ({variable})"
         if variable not in SITE_VARIABLES:
-            title = f"Taylor diagram ({variable}): needs observations, none for {variable}"
+            title += ": needs observations"
         elif frame.empty:
-            title += " — insufficient data"
+            title += ": too few days"
         return self.styled.overlay(layers, title, xlim=(0, rmax * 1.08), ylim=(0, rmax * 1.08),
                              frame_width=int(300 * self.look.fontscale),
                              frame_height=int(300 * self.look.fontscale), show_legend=False,

@@ -115,6 +115,20 @@ class SitesView(pn.viewable.Viewer):
         self._unobserved_pane = pn.pane.HoloViews(dmap, sizing_mode="stretch_width")
         return self._unobserved_pane
 
+    def _diagrams(self) -> pn.viewable.Viewable:
+        """Seasonal cycle, scatter and Taylor diagram: one row, or two in presentation mode.
+
+        Three side by side are too narrow to read from the back of a room.
+        """
+        plots = self.plots
+        cycle, scatter = (pn.pane.HoloViews(self._dynamic(m), sizing_mode="stretch_width")
+                          for m in (plots.seasonal_cycle, plots.scatter))
+        taylor = pn.pane.HoloViews(self._dynamic(plots.taylor))
+        if self.look.presentation:
+            return pn.Column(pn.Row(cycle, scatter, sizing_mode="stretch_width"), taylor,
+                             sizing_mode="stretch_width")
+        return pn.Row(cycle, scatter, taylor, sizing_mode="stretch_width")
+
     @staticmethod
     def _unobserved(variable: str) -> str:
         """``variable`` if it has no flux-tower observations, else ``""``."""
@@ -160,7 +174,6 @@ class SitesView(pn.viewable.Viewer):
             *first,
             *[partial(plot, plots.timeseries, variable=v) for v in order
               if v in SITE_VARIABLES],
-            lambda: pn.Row(plot(plots.seasonal_cycle), plot(plots.scatter),
-                           plot(plots.taylor, sizing_mode=None), sizing_mode="stretch_width"),
+            self._diagrams,
         ])
         return page

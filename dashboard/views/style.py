@@ -83,18 +83,41 @@ class Look:
         return {"fontscale": self.fontscale, "bgcolor": self.bg}
 
 
-def safe_message(text: str, kind: str = "warning") -> pn.pane.HTML:
-    """An alert box whose text is escaped (file attributes and names are untrusted).
+#: Alert colours (background, text, border), inlined: Panel renders panes inside shadow roots
+#: that the page's Bootstrap classes do not reach, so a class alone showed plain text.
+ALERT_COLOURS = {"info": ("#cff4fc", "#055160", "#9eeaf9"),
+                 "success": ("#d1e7dd", "#0a3622", "#a3cfbb"),
+                 "warning": ("#fff3cd", "#664d03", "#ffe69c"),
+                 "danger": ("#f8d7da", "#58151c", "#f1aeb5")}
+
+
+def alert_html(text: str, kind: str = "info") -> str:
+    """An alert box holding ``text`` escaped (file text is untrusted), styled inline.
 
     Parameters
     ----------
     text : str
         Plain text, shown literally.
     kind : str
-        Bootstrap alert kind: ``info``, ``warning``, ``danger``, ``success``.
+        ``info``, ``success``, ``warning`` or ``danger``.
     """
-    return pn.pane.HTML(f'<div class="alert alert-{kind}" role="alert">{html.escape(text)}</div>',
-                        sizing_mode="stretch_width")
+    background, colour, border = ALERT_COLOURS.get(kind, ALERT_COLOURS["info"])
+    return (f'<div class="alert alert-{kind}" role="alert" style="background:{background};'
+            f'color:{colour};border:1px solid {border};padding:6px 10px;margin:6px 0;'
+            f'border-radius:6px">{html.escape(str(text))}</div>')
+
+
+def safe_message(text: str, kind: str = "warning") -> pn.pane.HTML:
+    """A pane with an alert box whose text is escaped (file attributes and names are untrusted).
+
+    Parameters
+    ----------
+    text : str
+        Plain text, shown literally.
+    kind : str
+        ``info``, ``warning``, ``danger`` or ``success``.
+    """
+    return pn.pane.HTML(alert_html(text, kind), sizing_mode="stretch_width")
 
 
 def escape(text: object) -> str:
