@@ -15,7 +15,8 @@ from tests.conftest import CHROMIUM
 
 pytestmark = [
     pytest.mark.ui,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)"),
 ]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
