@@ -27,7 +27,7 @@ from dashboard.views.about import AboutView
 from dashboard.views.loading import in_server_session
 from dashboard.views.overview import OverviewView
 from dashboard.views.sites import SitesView
-from dashboard.views.style import Look, safe_message
+from dashboard.views.style import ACTIVE_BUTTON_CSS, Look, safe_message
 
 hv.extension("bokeh", logo=False)
 # Canvas, not WebGL: without a GPU (software WebGL, as in VMs and headless browsers) Bokeh's
@@ -69,7 +69,7 @@ def build_widgets(selection: Selection, service: DataService) -> list[pn.viewabl
     sites = queries.site_order(service)
     view = pn.widgets.RadioButtonGroup.from_param(
         selection.param.view, options={VIEW_LABELS[v]: v for v in VIEWS},
-        orientation="vertical", name="View")
+        orientation="vertical", name="View", stylesheets=[ACTIVE_BUTTON_CSS])
     site = pn.widgets.Select.from_param(selection.param.site, options=[""] + sites, name="Site")
     variable = pn.widgets.Select.from_param(
         selection.param.variable,
@@ -81,12 +81,16 @@ def build_widgets(selection: Selection, service: DataService) -> list[pn.viewabl
         name="Highlighted models (others muted)", placeholder="first model")
     scenario = pn.widgets.Select.from_param(selection.param.scenario,
                                             options=service.scenarios(), name="Scenario")
-    stage = pn.widgets.RadioButtonGroup.from_param(selection.param.stage, name="Stage")
+    stage = pn.widgets.RadioButtonGroup.from_param(selection.param.stage, name="Stage",
+                                                   stylesheets=[ACTIVE_BUTTON_CSS])
     metric = pn.widgets.Select.from_param(
         selection.param.metric,
         options={label.split(" (")[0]: key for key, label in METRICS.items()},
         name="Map colour")
-    return [view, site, variable, model_pick, scenario, stage, metric]
+    widgets = [view, site, variable, model_pick, scenario, stage, metric]
+    for widget in widgets:  # fit the sidebar (fixed widths ran past its edge)
+        widget.sizing_mode = "stretch_width"
+    return widgets
 
 
 def _bind_url(selection: Selection, service: DataService) -> list[str]:
@@ -164,9 +168,10 @@ def create_app(data_root: str, *, theme: str | None = None,
                               defer_load=in_server_session()),
                      sizing_mode="stretch_width")
     widgets = build_widgets(selection, service)
-    toggle = pn.widgets.Toggle(label="Presentation mode", value=presentation)
+    toggle = pn.widgets.Toggle(label="Presentation mode", value=presentation,
+                               stylesheets=[ACTIVE_BUTTON_CSS])
     theme_switch = pn.widgets.RadioButtonGroup(label="Theme", options=["light", "dark"],
-                                               value=theme)
+                                               value=theme, stylesheets=[ACTIVE_BUTTON_CSS])
 
     def reload_with(**query) -> None:
         if pn.state.location is not None:

@@ -20,6 +20,7 @@ pytestmark = [
 ]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+README_SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "sites-view.png"
 
 
 def _free_port() -> int:
@@ -135,11 +136,14 @@ def test_clicking_a_site_updates_the_time_series(watched, app_url):
 def test_sites_screenshot_shows_data(watched, app_url):
     from PIL import Image
 
+    watched.set_viewport_size({"width": 1440, "height": 900})
     watched.goto(f"{app_url}/?view=sites&site={CAL_SITE}")
     wait_idle(watched)
     ARTIFACTS.mkdir(exist_ok=True)
     target = ARTIFACTS / "sites-view.png"
     watched.screenshot(path=str(target), full_page=True)
+    # The README's first screen shows this very screenshot (kept under assets/).
+    watched.screenshot(path=str(README_SCREENSHOT))
     image = Image.open(target).convert("RGB")
     colours = image.getcolors(maxcolors=1_000_000)
     assert colours is not None and len(colours) > 50  # plots, not a blank page

@@ -22,7 +22,7 @@ from dashboard.views.loading import fill_progressively
 from dashboard.views.site_card import SiteCard
 from dashboard.views.site_map import SiteMap
 from dashboard.views.site_plots import SitePlots
-from dashboard.views.style import Look
+from dashboard.views.style import ACTIVE_BUTTON_CSS, Look
 
 _SiteStream = hv.streams.Stream.define("SiteSelection", site="", scenario=1, models=[])
 _VariableStream = hv.streams.Stream.define("VariableSelection", variable="NEE")
@@ -49,7 +49,8 @@ class SitesView(pn.viewable.Viewer):
         self._site_stream = _SiteStream(site=s.site, scenario=s.scenario, models=list(s.models))
         self._variable_stream = _VariableStream(variable=s.variable)
         self._window_stream = _WindowStream()
-        self.window = pn.widgets.RadioButtonGroup(options=WINDOWS, value="recent")
+        self.window = pn.widgets.RadioButtonGroup(options=WINDOWS, value="recent",
+                                                  stylesheets=[ACTIVE_BUTTON_CSS])
         self.window.param.watch(self._on_window, "value")
         # The time series of a selected variable without observations (gpp, lai, …), shown
         # above the observed fluxes; built when one is first selected, then it follows the

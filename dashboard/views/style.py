@@ -133,3 +133,13 @@ def for_holoviews(frame: pd.DataFrame) -> pd.DataFrame:
     """
     text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
     return frame.astype({c: object for c in text}) if text else frame
+
+
+#: Stylesheet for button groups: the chosen button filled in a strong colour, so it can be told
+#: apart in the dark theme too (its default there is a barely darker grey).
+ACTIVE_BUTTON_CSS = """
+.bk-btn-group .bk-btn.bk-active, .bk-btn.bk-active {
+  background-color: #0072B2 !important; color: #ffffff !important;
+  border-color: #0072B2 !important; font-weight: 600;
+}
+"""
