@@ -57,6 +57,24 @@ def _session_args() -> dict[str, list[bytes]]:
         return {}
 
 
+def _local_stylesheets() -> None:
+    """Point this session's component stylesheets at the server, never at Panel's CDN.
+
+    Panel records where its stylesheets live when it renders a session's HTML page. A session
+    that Bokeh re-creates over the websocket (the page took longer than the unused-session
+    lifetime to connect, as under a burst of workshop users) never gets that page, and Panel
+    then pointed ~140 stylesheets at cdn.holoviz.org: an offline server showed them unstyled.
+    """
+    document = pn.state.curdoc
+    if document is None or document.session_context is None:
+        return
+    from panel.io.resources import LOCAL_DIST
+
+    rel = pn.state.rel_path
+    document._template_variables.setdefault("dist_url", f"{rel}/{LOCAL_DIST}" if rel
+                                            else LOCAL_DIST)
+
+
 def _flag(args: dict, name: str) -> str:
     values = args.get(name) or [b""]
     value = values[-1]
@@ -139,6 +157,7 @@ def create_app(data_root: str, *, theme: str | None = None,
     panel.template.BootstrapTemplate
         The session's page.
     """
+    _local_stylesheets()
     args = _session_args()
     theme = theme or ("dark" if _flag(args, "theme") == "dark" else "light")
     if presentation is None:

@@ -71,13 +71,19 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
 
     options = {"port": port, "address": address, "show": show, "websocket_origin": origins,
                "num_procs": num_procs, "title": "CalLMIP Explorer", "liveness": True,
-               "extra_patterns": [(STATUS_PATH, _status_handler(root))]}
+               "extra_patterns": [(STATUS_PATH, _status_handler(root))],
+               # A page whose websocket connects later than this is rebuilt from scratch:
+               # Bokeh's 15 s default is shorter than a first load under a workshop burst.
+               "unused_session_lifetime_milliseconds": UNUSED_SESSION_LIFETIME_MS}
     if threaded:
         return pn.serve({"/": app}, threaded=True, **options)
     from panel.io.server import get_server
 
     return get_server({"/": app}, start=start, **options)
 
+
+#: How long a session built for a page request waits for its websocket (Bokeh: 15 s).
+UNUSED_SESSION_LIFETIME_MS = 120_000
 
 #: A worker's status as JSON: which process answered, its memory and cache (for operators).
 STATUS_PATH = "/callmip-status"

@@ -493,3 +493,30 @@ def test_time_series_open_on_the_last_two_years_and_can_show_the_whole_record(se
     glyphs = {id(r) for r in nee.renderers}
     selection.models = ["BETA-X.v2.1"]
     assert {id(r) for r in nee.renderers} == glyphs
+
+
+def test_a_session_rebuilt_over_the_websocket_loads_stylesheets_from_the_server(service):
+    from panel.io.resources import CDN_DIST
+    from panel.io.state import set_curdoc
+
+    class _Request:
+        arguments: dict = {}
+        cookies: dict = {}
+        headers: dict = {}
+        path = "/"
+
+    class _Context:  # what Bokeh gives a session it creates on a websocket connection
+        id = "rebuilt"
+        request = _Request()
+
+    document = Document()
+    context = _Context()
+    document._session_context = lambda: context
+    with set_curdoc(document):
+        create_app(str(service.root))
+    dist = document._template_variables["dist_url"]
+    assert not dist.startswith("http") and CDN_DIST not in dist  # never Panel's CDN
+    widget = pn.widgets.Select(options=["a"])
+    stylesheets = widget._get_properties(document)["stylesheets"]
+    urls = [str(getattr(s, "url", "")) for s in stylesheets]
+    assert urls and not any(u.startswith("http") for u in urls), urls
