@@ -10,7 +10,7 @@ from __future__ import annotations
 import holoviews as hv
 import numpy as np
 import pandas as pd
-from bokeh.models import DatetimeTickFormatter
+from bokeh.models import CompositeTicker, DatetimeTickFormatter, MonthsTicker, YearsTicker
 
 from dashboard import queries
 from dashboard.metrics.diagrams import MONTHS, monthly_means
@@ -41,7 +41,13 @@ class SitePlots:
         self.styled = StyledElements()
         # One date formatter for every time axis of this session: a new Bokeh model per frame
         # would defeat the option templates, and a Bokeh model belongs to one document only.
-        self._dates = DatetimeTickFormatter()
+        self._dates = DatetimeTickFormatter(months="%b %Y", years="%Y")
+        # Calendar-aligned ticks (quarters, half-years, years, every 2 or 5 years): Bokeh's
+        # default ticker spaced them by fixed numbers of days, which fell unevenly (1998, 2001,
+        # 2004, 2008; Feb, Jun, Sep).
+        self._ticks = CompositeTicker(tickers=[
+            MonthsTicker(months=list(range(12))), MonthsTicker(months=[0, 3, 6, 9]),
+            MonthsTicker(months=[0, 6]), YearsTicker(desired_num_ticks=8)])
         #: Time window (epoch ms) of each time-series frame, by its title (see _apply_window).
         self._windows: dict[str, tuple[float, float] | tuple[None, None]] = {}
 
@@ -151,6 +157,7 @@ class SitePlots:
                                    show_legend=False, fontscale=self.look.fontscale,
                                    framewise=True, bgcolor=self.look.bg, xlabel="",
                                    tools=["xwheel_zoom"], xformatter=self._dates,
+                                   xticks=self._ticks,
                                    hooks=[self._apply_window])
 
     def _apply_window(self, plot, element: hv.Overlay) -> None:
