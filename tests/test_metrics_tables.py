@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -302,10 +303,9 @@ def test_tables_to_json_is_strict_json():
     assert type(out["t"][0]["n"]) is int
 
 
-def test_v1_temporal_and_spatial_stages_are_paired_with_the_prior(tmp_path, monkeypatch):
-    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
-    clear_memory_cache()
-    root = tmp_path / "v1"
+def write_v1_archive(root: Path) -> Path:
+    """A v1-named archive: model M with Posterior (misfit reduction 0.5) and Temporal (0.75)
+    runs at DK-Sor (Cal), a Spatial run (0.25) at US-Ha1 (Val)."""
     root.mkdir()
     cal, val = obs_values(), obs_values(site_shift=0.5)
     write_obs(root, "DK-Sor", cal)
@@ -315,6 +315,13 @@ def test_v1_temporal_and_spatial_stages_are_paired_with_the_prior(tmp_path, monk
     write_run(root, "M.v1_Expt1_DK-Sor_Cal_Temporal.nc", cal, 0.5)
     write_run(root, "M.v1_Expt1_US-Ha1_Val_Prior.nc", val, 2.0)
     write_run(root, "M.v1_Expt1_US-Ha1_Val_Spatial.nc", val, 1.5)
+    return root
+
+
+def test_v1_temporal_and_spatial_stages_are_paired_with_the_prior(tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    clear_memory_cache()
+    root = write_v1_archive(tmp_path / "v1")
     tables = compute_tables(root)
     mr = tables["misfit_reduction"].set_index(["site", "stage", "variable"])
     assert mr.loc[("DK-Sor", "Temporal", "NEE"), "misfit_reduction"] == pytest.approx(0.75)

@@ -243,19 +243,10 @@ def test_any_url_value_is_applied_or_reported_never_fatal(query):
 def test_overview_and_callmip_metrics_agree_on_v1_temporal_and_spatial_runs(tmp_path):
     from dashboard.metrics.tables import clear_memory_cache
     from dashboard.views.overview import OverviewView
-    from tests.test_metrics_tables import obs_values, write_obs, write_run
+    from tests.test_metrics_tables import write_v1_archive
 
     clear_memory_cache()
-    root = tmp_path / "v1"
-    root.mkdir()
-    cal, val = obs_values(), obs_values(site_shift=0.5)
-    write_obs(root, "DK-Sor", cal)
-    write_obs(root, "US-Ha1", val)
-    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Prior.nc", cal, 2.0)
-    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Posterior.nc", cal, 1.0)  # improvement 0.5
-    write_run(root, "M.v1_Expt1_DK-Sor_Cal_Temporal.nc", cal, 0.5)  # another period: 0.75
-    write_run(root, "M.v1_Expt1_US-Ha1_Val_Prior.nc", val, 2.0)
-    write_run(root, "M.v1_Expt1_US-Ha1_Val_Spatial.nc", val, 1.5)  # 0.25
+    root = write_v1_archive(tmp_path / "v1")  # Posterior 0.5, Temporal 0.75, Spatial 0.25
     service = get_service(root, refresh=True)
     view = OverviewView(selection=Selection(), service=service)
     shown = view.summary_frame(1, "NEE").set_index("model").loc["M.v1"]
