@@ -7,6 +7,7 @@ the project's own readers, and independently of the generator's code.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -46,15 +47,30 @@ ALLOWED_WARNINGS = {"ALDER": {"v1_name"}, "BOREALIS": {"calendar_noleap"},
                     "FENNEC": {"ensemble"}}
 MIN_N = 30
 
-#: Tests that need the complete archive (generated once, ~30 s).
+#: Tests that need the complete archive (generated once per session, ~40 s).
 slow = pytest.mark.slow
+
+
+def shared_demo_archive(tmp_path_factory) -> Path:
+    """The complete demo archive (coarse global grid, two years), generated once per session.
+
+    The archive is cached on disk in the session's base temporary folder, so that
+    ``tests/test_demo_realism.py`` reuses the one this module made (and vice versa).
+    """
+    root = tmp_path_factory.getbasetemp() / "demo-shared"
+    done = root / "DONE"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        generate_archive(root / "archive", seed=0, resolution=10.0, years=(2001, 2002),
+                         progress=False)
+        done.write_text("complete\n")
+    return root / "archive"
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     """The complete demo archive (coarse global grid, two years), generated once."""
-    out = tmp_path_factory.mktemp("demo") / "archive"
-    return generate_archive(out, seed=0, resolution=10.0, years=(2001, 2002), progress=False)
+    return shared_demo_archive(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

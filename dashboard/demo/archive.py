@@ -2,8 +2,10 @@
 
 :func:`generate_archive` runs the whole toy experiment: synthetic weather at the 31 Phase 1b
 sites, a "true" model that makes the observations, five fictional models calibrated against the
-calibration sites, their prior and posterior runs at every site, parameter tables and global
-runs. :func:`ensure_demo_archive` generates it once into a per-user cache folder and reuses it.
+calibration sites (shared parameters, site-level parameters and a structural error estimated
+from the residuals), their prior and posterior runs at every site (posterior uncertainty =
+parameter uncertainty + structural error), parameter tables and global runs.
+:func:`ensure_demo_archive` generates it once into a per-user cache folder and reuses it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     Calibrations = dict[tuple[str, int], Calibration]
 
 #: Version of the generator; part of the cache folder name and of the ``COMPLETE`` marker.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 #: Environment variable naming the demo folder (instead of the per-user cache).
 DEMO_DIR_ENV = "CALLMIP_DEMO_DIR"
 #: Marker written last into a finished cached archive.
@@ -223,7 +225,7 @@ def _write_all_observations(folder: Path, forcing: SiteForcing, drivers: Drivers
 
 
 def table3_outputs(model: FictionalModel, forcing: SiteForcing, drivers: Drivers,
-                   params: Mapping[str, float]) -> dict[str, np.ndarray]:
+                   params: Mapping[str, float | np.ndarray]) -> dict[str, np.ndarray]:
     """Run ``model`` with ``params`` at every site: Table 3 variables in Table 3 units.
 
     Parameters
@@ -235,7 +237,8 @@ def table3_outputs(model: FictionalModel, forcing: SiteForcing, drivers: Drivers
     drivers : Drivers
         Flattened ``forcing``.
     params : mapping
-        Parameter values by name.
+        Parameter values by name (scalars, or per-day arrays such as the site-level
+        parameters of a calibration).
 
     Returns
     -------
@@ -266,32 +269,41 @@ def _write_model(root: Path, model: FictionalModel, forcing: SiteForcing, driver
     from dashboard.demo.calibration import run_parameter_sets
     from dashboard.demo.writers import write_parameters, write_site_run
     from loaders.naming import ParsedName, format_name
-    from loaders.variables import SCENARIO_VARIABLES
 
     folder = root / "site_runs" / model.model_id
     folder.mkdir(parents=True, exist_ok=True)
     slices = _site_slices(drivers)
-    runs = [("Prior", 1, model.prior_values(), None)]
+    site_ids = [s.site_id for s in forcing.sites]
+    runs: list[tuple[str, int, dict[str, Any], Calibration | None]] = [
+        ("Prior", 1, model.prior_values(), None)]
     for scen in model.scenarios:
-        runs.append(("Posterior", scen, calibrations[model.name, scen].posterior_values(),
-                     calibrations[model.name, scen]))
+        cal = calibrations[model.name, scen]
+        runs.append(("Posterior", scen, {**cal.posterior_values(),
+                                         **cal.site_values(site_ids, drivers.site_of_day)},
+                     cal))
     for stage, scen, params, cal in runs:
         data = table3_outputs(model, forcing, drivers, params)
         post_unc: dict[str, np.ndarray] = {}
         members: dict[str, np.ndarray] = {}
         if cal is not None:
-            optimised = [_CMIP_OF[v] for v in SCENARIO_VARIABLES[scen]]
+            structural = _structural_sd(cal)
+            site_level = cal.site_values(site_ids, drivers.site_of_day)
             if model.ensemble:
                 thetas = cal.samples(_stream(seed, model.name, scen, "members"),
                                      model.ensemble)
-                res = run_parameter_sets(model, drivers, thetas)
+                res = run_parameter_sets(model, drivers, thetas, extra=site_level)
                 members = {v: res[_SAMPLE_OUT[v][0]] * _SAMPLE_OUT[v][1] for v in _SAMPLE_OUT}
+                noise_rng = _stream(seed, model.name, scen, "structural")
+                for v, sd in structural.items():
+                    members[v] = members[v] + sd * _member_noise(noise_rng, model.ensemble,
+                                                                 drivers)
             else:
                 thetas = cal.samples(_stream(seed, model.name, scen, "samples"),
                                      N_UNCERTAINTY_SAMPLES)
-                res = run_parameter_sets(model, drivers, thetas)
-                post_unc = {v: res[_SAMPLE_OUT[v][0]].std(axis=0, ddof=1) * _SAMPLE_OUT[v][1]
-                            for v in optimised}
+                res = run_parameter_sets(model, drivers, thetas, extra=site_level)
+                for v, sd in structural.items():
+                    param_sd = res[_SAMPLE_OUT[v][0]].std(axis=0, ddof=1) * _SAMPLE_OUT[v][1]
+                    post_unc[v] = np.sqrt(param_sd**2 + sd**2)
         attrs = _run_attrs(model, seed, cal)
         for i, (site, sl) in enumerate(zip(forcing.sites, slices, strict=True)):
             if site.site_id in model.missing_sites:
@@ -311,13 +323,63 @@ def _write_model(root: Path, model: FictionalModel, forcing: SiteForcing, driver
                 data={k: v[sl][keep] for k, v in data.items()},
                 post_unc={k: v[sl][keep] for k, v in post_unc.items()},
                 members={k: v[:, sl][:, keep] for k, v in members.items()},
-                extra_attrs=attrs)
+                extra_attrs={**attrs, **_site_attrs(cal, site.site_id)})
         if cal is not None:
             pfolder = root / "parameters"
             pfolder.mkdir(parents=True, exist_ok=True)
             write_parameters(pfolder / f"{model.model_id}_Phase1b_Scen{scen}_parameters.csv",
                              cal.table())
         bar.update()
+
+
+def _site_attrs(cal: Calibration | None, site_id: str) -> dict[str, str]:
+    """The ``site_parameters`` attribute of a posterior run (empty for a prior run)."""
+    if cal is None or not cal.site_parameters:
+        return {}
+    values = {name: v[site_id] for name, v in cal.site_parameters.items() if site_id in v}
+    if not values:
+        return {"site_parameters": "defaults (not a calibration site of this model: "
+                                   + ", ".join(f"{k} = 1" for k in cal.site_parameters) + ")"}
+    return {"site_parameters": "calibrated at this site: "
+            + ", ".join(f"{k} = {v:.3f}" for k, v in values.items())}
+
+
+def _structural_sd(cal: Calibration) -> dict[str, float]:
+    """Structural error (1 sd, Table 3 units) of each optimised variable.
+
+    Parameters
+    ----------
+    cal : Calibration
+        The calibration (its structural error estimates).
+
+    Returns
+    -------
+    dict of float
+        ``nep``/``hfls``/``hfss`` → standard deviation (> 0).
+    """
+    from dashboard.demo.calibration import MODEL_ERROR
+
+    return {_CMIP_OF[v]: (cal.structural[v].sd if v in cal.structural else MODEL_ERROR[v])
+            * abs(_SAMPLE_OUT[_CMIP_OF[v]][1]) for v in cal.variables}
+
+
+def _member_noise(rng: np.random.Generator, n_members: int, drivers: Drivers) -> np.ndarray:
+    """Unit-variance AR(1) structural noise of each member, centred across the members.
+
+    Centring keeps the ensemble mean equal to the mean of the parameter samples; the rescaling
+    by ``sqrt(m / (m - 1))`` keeps the spread of the members at unit variance.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_members, n_days)`` (days of ``drivers``).
+    """
+    from dashboard.demo.calibration import STRUCTURAL_RHO
+    from dashboard.demo.meteorology import ar1
+
+    z = ar1(rng, (n_members, drivers.n), STRUCTURAL_RHO)
+    z = z - z.mean(axis=0, keepdims=True)
+    return z * np.sqrt(n_members / max(n_members - 1, 1))
 
 
 def _run_attrs(model: FictionalModel, seed: int, cal: Calibration | None) -> dict[str, str]:
@@ -334,8 +396,13 @@ def _run_attrs(model: FictionalModel, seed: int, cal: Calibration | None) -> dic
         attrs["calibration"] = (
             f"bounded least squares over the calibration sites against "
             f"{'+'.join(cal.variables)} ({n}); Laplace posterior; "
-            + ("posterior ensemble of parameter samples" if model.ensemble else
-               f"_post_unc = sd over {N_UNCERTAINTY_SAMPLES} posterior parameter samples"))
+            + ("posterior ensemble of parameter samples plus structural error"
+               if model.ensemble else
+               f"_post_unc = sd over {N_UNCERTAINTY_SAMPLES} posterior parameter samples "
+               "combined with the structural error"))
+        attrs["structural_error"] = "; ".join(
+            f"{v}: {e.sd:.4g} {'gC m-2 d-1' if v == 'NEE' else 'W m-2'} (1 sd, from the "
+            f"scatter of {e.n} calibration residuals)" for v, e in cal.structural.items())
     return attrs
 
 

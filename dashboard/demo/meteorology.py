@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dashboard.demo.site_table import DemoSite, site_seed
+from dashboard.demo.site_table import Climate, DemoSite, site_seed
 
 #: Stefan-Boltzmann constant (W m-2 K-4).
 SIGMA = 5.670374e-8
@@ -104,6 +104,42 @@ def albedo(forest: np.ndarray, snow_cover: np.ndarray) -> np.ndarray:
     return base + (snowy - base) * snow_cover
 
 
+#: Concentration (von Mises kappa) of a monsoon rainy season: about two months wide.
+MONSOON_KAPPA = 4.0
+
+
+def rain_season(c: Climate, doy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Seasonal precipitation relative to the annual mean, and the monsoon's share of it.
+
+    A broad cosine season (``p_peak_month``, ``p_season``) carries ``1 - monsoon`` of the rain;
+    a sharp von Mises peak at ``monsoon_month`` (:data:`MONSOON_KAPPA`) carries the rest.
+
+    Parameters
+    ----------
+    c : Climate
+        The site's climatology.
+    doy : numpy.ndarray
+        Day of year.
+
+    Returns
+    -------
+    rel : numpy.ndarray
+        Expected precipitation / annual mean daily precipitation (mean 1 over a year).
+    monsoon : numpy.ndarray
+        0 outside the monsoon, rising to ``c.monsoon`` at its peak (for humidity).
+    """
+    from scipy.special import i0e
+
+    two_pi = 2.0 * np.pi / 365.25
+    rel = 1.0 + c.p_season * np.cos(two_pi * (doy - (c.p_peak_month - 0.5) * 30.44))
+    if c.monsoon <= 0.0:
+        return rel, np.zeros_like(rel)
+    shape = np.exp(MONSOON_KAPPA * (np.cos(two_pi * (doy - (c.monsoon_month - 0.5) * 30.44))
+                                    - 1.0))
+    burst = shape / i0e(MONSOON_KAPPA)  # mean 1 over a year
+    return (1.0 - c.monsoon) * rel + c.monsoon * burst, c.monsoon * shape
+
+
 def root_zone_capacity(igbp: str) -> float:
     """Plant-available water of the root zone (mm) by vegetation type."""
     if igbp in ("ENF", "EBF", "DBF", "MF"):
@@ -178,11 +214,10 @@ def site_forcing(sites: list[DemoSite], seed: int) -> SiteForcing:
         t_peak = 200.0 if s.lat >= 0 else 17.0
         season_t = np.cos(two_pi * (doy - t_peak))
         # precipitation: persistent wet/dry spells, seasonal probability and amounts
-        p_peak = (c.p_peak_month - 0.5) * 30.44
-        season_p = np.cos(two_pi * (doy - p_peak))
+        rel, monsoon = rain_season(c, doy)
         p_wet_mean = np.clip(0.08 + c.p_annual / 2200.0, 0.08, 0.65)
-        p_wet = np.clip(p_wet_mean * (1.0 + 0.8 * c.p_season * season_p), 0.02, 0.95)
-        expected = c.p_annual / 365.25 * (1.0 + c.p_season * season_p)
+        p_wet = np.clip(p_wet_mean * (1.0 + 0.8 * (rel - 1.0)), 0.02, 0.95)
+        expected = c.p_annual / 365.25 * rel
         latent = ar1(rng, (n,), 0.45)
         wet = latent > ndtri(1.0 - p_wet)
         shape = 0.7
@@ -197,11 +232,13 @@ def site_forcing(sites: list[DemoSite], seed: int) -> SiteForcing:
         # cloud cover and relative humidity
         dry_cloud = np.clip((c.rh_mean - 0.3) * 0.9, 0.05, 0.5)
         cloud_dry = np.clip(dry_cloud * 2.0 * rng.beta(2.0, 2.0, n), 0.0, 0.9)
-        cloud_wet = rng.uniform(0.55, 1.0, n)
+        # warm-season rain is convective: showers leave sunny spells on wet days
+        warm = np.clip((c.t_mean + c.t_amp * season_t - 18.0) / 8.0, 0.0, 1.0)
+        cloud_wet = rng.uniform(0.55, 1.0, n) * (1.0 - 0.35 * warm)
         out["cloud"][i] = np.where(wet, cloud_wet, cloud_dry)
         rh_noise = 0.06 * ar1(rng, (n,), 0.6)
-        out["rh"][i] = np.clip(c.rh_mean - 0.07 * season_t + 0.14 * wet - 0.04 + rh_noise,
-                               0.12, 0.98)
+        out["rh"][i] = np.clip(c.rh_mean - 0.07 * season_t + 0.14 * wet - 0.04 + rh_noise
+                               + 0.3 * monsoon, 0.12, 0.98)
 
     tair = out["tair"]
     toa = toa_radiation(lat, doy[None, :])
@@ -253,7 +290,8 @@ def site_forcing(sites: list[DemoSite], seed: int) -> SiteForcing:
     arrays = {
         "sw": sw, "tair": tair, "vpd": vpd, "ea": ea, "precip": out["precip"], "rn": rn,
         "snow": snow, "inflow": inflow, "theta": theta, "theta_top": theta_top,
-        "theta_lag": ema(theta, 15.0), "t_phen": ema(tair, 20.0), "t_lag": ema(tair, 5.0),
+        "theta_lag": ema(theta, 15.0),
+        "theta_top_lag": ema(theta_top, 30.0), "t_phen": ema(tair, 20.0), "t_lag": ema(tair, 5.0),
         "slope": slope_vp(tair), "gamma": np.broadcast_to(gamma, tair.shape).copy(),
         "doy": np.broadcast_to(doy, tair.shape).copy(),
     }

@@ -149,7 +149,8 @@ MODELS: tuple[FictionalModel, ...] = (
     FictionalModel(
         name="TERRA-TOY", version="v1.4.2",
         structure=Structure(temperature="ramp", respiration_moisture=True, lai_scale=1.1,
-                            whc_scale=1.0, soil_depth=2.0, soil_turnover=0.035),
+                            whc_scale=1.0, soil_depth=2.0, soil_turnover=0.035,
+                            top_residual=0.10, top_range=0.25, top_coupling=0.3),
         parameters=(
             _p("eps_forest", 1.30, 0.60, 2.60), _p("eps_open", 1.00, 0.40, 2.20),
             _p("tmin", -3.0, -8.0, 3.0), _p("topt", 18.0, 10.0, 28.0),
@@ -166,7 +167,8 @@ MODELS: tuple[FictionalModel, ...] = (
     FictionalModel(
         name="BOREALIS", version="v3",
         structure=Structure(temperature="gauss", respiration_moisture=False, lai_scale=0.9,
-                            whc_scale=1.3, soil_depth=3.0, soil_turnover=0.025),
+                            whc_scale=1.3, soil_depth=3.0, soil_turnover=0.025,
+                            top_residual=0.15, top_range=0.20, top_coupling=0.5),
         parameters=(
             _p("eps_forest", 1.60, 0.80, 2.80), _p("eps_open", 1.40, 0.60, 2.40),
             _p("topt", 15.0, 8.0, 26.0), _p("twidth", 12.0, 6.0, 20.0),
@@ -182,7 +184,8 @@ MODELS: tuple[FictionalModel, ...] = (
     FictionalModel(
         name="FENNEC", version="v0.9",
         structure=Structure(temperature="ramp", respiration_moisture=False, lai_scale=1.0,
-                            whc_scale=0.8, soil_depth=1.5, soil_turnover=0.05),
+                            whc_scale=0.8, soil_depth=1.5, soil_turnover=0.05,
+                            top_residual=0.08, top_range=0.28, top_coupling=0.0),
         parameters=(
             _p("eps_forest", 1.10, 0.50, 2.50), _p("eps_open", 1.20, 0.50, 2.50),
             _p("tmin", -2.0, -8.0, 4.0), _p("topt", 22.0, 12.0, 30.0),
@@ -200,7 +203,8 @@ MODELS: tuple[FictionalModel, ...] = (
     FictionalModel(
         name="ALDER", version="v2",
         structure=Structure(temperature="ramp", respiration_moisture=False, lai_scale=1.2,
-                            whc_scale=1.0, soil_depth=2.5, soil_turnover=0.03),
+                            whc_scale=1.0, soil_depth=2.5, soil_turnover=0.03,
+                            top_residual=0.12, top_range=0.22, top_coupling=0.6),
         parameters=(
             _p("eps_forest", 1.50, 0.70, 2.60), _p("eps_open", 1.30, 0.50, 2.40),
             _p("tmin", -4.0, -8.0, 2.0), _p("topt", 20.0, 10.0, 28.0),
@@ -218,7 +222,8 @@ MODELS: tuple[FictionalModel, ...] = (
     FictionalModel(
         name="MOSSGROVE", version="v1.1",
         structure=Structure(temperature="gauss", respiration_moisture=True, lai_scale=0.95,
-                            whc_scale=1.1, soil_depth=2.0, soil_turnover=0.04),
+                            whc_scale=1.1, soil_depth=2.0, soil_turnover=0.04,
+                            top_residual=0.11, top_range=0.30, top_coupling=0.2),
         parameters=(
             _p("eps_forest", 1.40, 0.60, 2.60), _p("eps_open", 1.10, 0.50, 2.40),
             _p("topt", 20.0, 10.0, 30.0), _p("twidth", 10.0, 5.0, 18.0),
@@ -276,8 +281,10 @@ def true_site(site: DemoSite, seed: int) -> TrueSite:
 
     Light-use efficiency varies by vegetation type, the optimal temperature and leaf-out
     temperature acclimate to the site's climate, and every parameter has a site random
-    effect. ``closure`` is the fraction of the available energy the eddy-covariance
-    measurements see (observations are not energy-balance corrected).
+    effect. Some vegetation has traits no fictional model represents
+    (:func:`ecosystem_traits`).
+    ``closure`` is the fraction of the available energy the eddy-covariance measurements see
+    (observations are not energy-balance corrected).
     """
     rng = site_seed(seed, site, 7)
     c = site.climate
@@ -291,11 +298,57 @@ def true_site(site: DemoSite, seed: int) -> TrueSite:
         "t_onset": 4.0 + 0.3 * c.t_mean + 1.5 * z[5],
         "ra_frac": float(np.clip(0.50 + 0.05 * z[6], 0.36, 0.64)),
         "e0": 260.0 + 45.0 * z[7],
-        "sink_frac": float(np.clip((0.16 if site.forest else 0.04) + 0.07 * z[8], -0.08, 0.32)),
+        "sink_frac": float(np.clip((0.16 if site.forest else 0.04) + 0.12 * z[8], -0.2, 0.4)),
         "alpha_pt": (1.15 if site.forest else 1.05) + 0.09 * z[9],
         "es_coef": float(np.clip(0.35 + 0.12 * z[10], 0.08, 0.75)),
         "g_frac": 0.03,
         "g_tgrad": 4.0 + 1.0 * z[11],
+        "shallow": 0.0, "deep": 0.0, "rh_dry": 0.25, "pulse": 0.0,
     }
     closure = float(rng.uniform(0.72, 0.97))
+    params.update(ecosystem_traits(site, z))
     return TrueSite(params=params, closure=closure)
+
+
+def ecosystem_traits(site: DemoSite, z: np.ndarray) -> dict[str, float]:
+    """Ecology of the true vegetation that none of the fictional models represents.
+
+    * Grasses and shrubs of monsoon climates (the south-western US, northern Australia) are
+      warm-season (C4-like) plants: no growth below ~10 degC, leaf-out only in the warm
+      season, an efficient photosynthesis little limited by dry air, shallow roots that
+      follow the top soil. They green up a few weeks after the summer rains start, the first
+      rains on dry soil release a burst of respiration (Birch effect), and they are dormant
+      (a small carbon source) in the cool winter.
+    * Trees of the seasonally dry tropics (savannas) reach deep water and keep transpiring
+      through the dry season; a wet tropical savanna (Howard Springs) is a strong sink whose
+      respiration depends little on the surface soil water.
+
+    Parameters
+    ----------
+    site : DemoSite
+        The site (vegetation, latitude, climate).
+    z : numpy.ndarray
+        The site's standard-normal random effects (reused so that no new draw is needed).
+
+    Returns
+    -------
+    dict of float
+        Overrides of the true parameters.
+    """
+    c = site.climate
+    out: dict[str, float] = {}
+    if site.igbp in ("GRA", "WSA", "SAV", "OSH") and c.monsoon > 0:
+        out.update({
+            "tmin": 9.0 + 1.0 * z[1], "topt": 31.0 + 1.5 * z[2],
+            "t_onset": 17.0 + 1.0 * z[5],
+            "eps": _TRUE_EPS.get(site.igbp, 1.4) * 1.3 * float(np.exp(0.15 * z[0])),
+            "k_vpd": 0.15 * float(np.exp(0.35 * z[4])), "shallow": 0.6, "rh_dry": 0.15,
+            "pulse": 3.0,
+        })
+    tropical_woody = abs(site.lat) < 23.5 and (site.forest or site.igbp in ("WSA", "SAV"))
+    if tropical_woody:
+        out["deep"] = 0.35
+    if tropical_woody and c.p_annual >= 1000.0:
+        out.update({"sink_frac": 0.45 + 0.03 * z[8], "rh_dry": 0.45,
+                    "ra_frac": 0.42 + 0.03 * z[6]})
+    return out

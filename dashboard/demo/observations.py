@@ -1,10 +1,11 @@
 """Synthetic flux "observations": a true model with process noise, measurement noise and gaps.
 
-The true model (:data:`dashboard.demo.models.TRUE_STRUCTURE`, parameters varying by site) is
-run with multiplicative noise on GPP and respiration and additive noise on the latent heat
-flux; the eddy-covariance instruments see only a fraction of the available energy (no
-energy-balance correction, as in the real files). Measurement noise is drawn from the stated
-daily uncertainty, whose size follows the flux magnitude like the FLUXNET joint uncertainties
+The true model (:data:`dashboard.demo.models.TRUE_STRUCTURE`, parameters and ecosystem traits
+varying by site) is run with multiplicative noise on GPP and respiration, additive noise on the
+latent heat flux and short disturbance episodes that cut photosynthesis and transpiration; the
+eddy-covariance instruments see only a fraction of the available energy (no energy-balance
+correction, as in the real files). Measurement noise is drawn from the stated daily uncertainty,
+whose size follows the flux magnitude like the FLUXNET joint uncertainties
 of the real Phase 1b files. Days with heavy gap-filling are missing: they come in runs, more in
 winter, with each site's fraction of valid days.
 """
@@ -68,7 +69,7 @@ def make_observations(forcing: SiteForcing, d: Drivers, seed: int) -> Observatio
     Observations
     """
     params, closure = true_parameters(forcing, d, seed)
-    noise = {k: np.empty(d.n) for k in ("gpp", "rh", "le")}
+    noise = {k: np.empty(d.n) for k in ("gpp", "rh", "le", "le_factor")}
     starts = np.searchsorted(d.site_of_day, np.arange(d.n_sites))
     ends = np.append(starts[1:], d.n)
     for i, site in enumerate(forcing.sites):
@@ -78,6 +79,9 @@ def make_observations(forcing: SiteForcing, d: Drivers, seed: int) -> Observatio
         noise["gpp"][sl] = 0.10 * ar1(rng, (n,), 0.8)
         noise["rh"][sl] = 0.12 * ar1(rng, (n,), 0.7)
         noise["le"][sl] = 7.0 * ar1(rng, (n,), 0.5)
+        damage = disturbance_episodes(site_seed(seed, site, 17), n)
+        noise["gpp"][sl] = (1.0 + noise["gpp"][sl]) * (1.0 - damage) - 1.0
+        noise["le_factor"][sl] = -0.6 * damage
     out = fluxes(d, params, TRUE_STRUCTURE, noise=noise)
     seen = comparison(out)
     seen["Qle"] = seen["Qle"] * closure
@@ -100,6 +104,43 @@ def make_observations(forcing: SiteForcing, d: Drivers, seed: int) -> Observatio
             values.setdefault(var, np.empty(d.n))[sl] = np.where(valid[j], obs, np.nan)
             unc.setdefault(var, np.empty(d.n))[sl] = np.where(valid[j], sigma, np.nan)
     return Observations(values=values, unc=unc, truth=seen)
+
+
+#: Disturbance episodes per site and year (heat and drought damage, frost, insects, hail).
+EPISODES_PER_YEAR = 0.8
+
+
+def disturbance_episodes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Fractional loss of photosynthesis in short disturbance episodes (0 most days).
+
+    Episodes start at random (:data:`EPISODES_PER_YEAR`), last 5 days plus an exponential
+    tail of mean 15 days, and cut GPP by 20-70 % (transpiration by 60 % of that), easing off
+    towards their end. No fictional model knows about them: they give the model-data
+    residuals the heavy tails of real flux records.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random stream of the site.
+    n : int
+        Number of days.
+
+    Returns
+    -------
+    numpy.ndarray
+        Loss fraction per day, shape ``(n,)``.
+    """
+    loss = np.zeros(n)
+    count = rng.poisson(EPISODES_PER_YEAR * n / 365.25)
+    starts = rng.integers(0, n, count)
+    lengths = 5 + rng.exponential(15.0, count).astype(int)
+    depths = rng.uniform(0.2, 0.7, count)
+    for start, length, depth in zip(starts, lengths, depths, strict=True):
+        days = np.arange(length)
+        shape = depth * (1.0 - 0.5 * days / length)
+        end = min(n, start + length)
+        loss[start:end] = np.maximum(loss[start:end], shape[: end - start])
+    return loss
 
 
 def gap_pattern(rng: np.random.Generator, doy: np.ndarray, lat: float,

@@ -15,6 +15,11 @@ no ``theta_crit``: no soil-water limit on GPP; ``wue0``: transpiration from GPP;
 Lloyd-Taylor respiration ...) and by a few switches in :class:`Structure`. Everything is a
 pointwise function of the drivers except the spin-up means, so one call evaluates many
 parameter sets at once (parameters of shape ``(B, 1)`` against days of shape ``(N,)``).
+
+Optional per-day parameters: ``soil_carbon`` and ``radiation`` scale heterotrophic respiration
+and net radiation (the site-level parameters a calibration fits at each calibration site); the
+true model alone also uses ``shallow``, ``deep`` (the water its roots see), ``rh_dry`` (the
+respiration of dry soil) and ``pulse`` (the respiration burst of rewetted soil).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from dashboard.demo.site_table import FOREST_TYPES
 #: Seconds per day.
 DAY = 86400.0
 #: Base (climatic) maximum LAI by IGBP type.
-LAI_BASE = {"ENF": 4.5, "EBF": 5.0, "DBF": 5.0, "MF": 4.8, "GRA": 2.6, "WSA": 2.0,
+LAI_BASE = {"ENF": 4.5, "EBF": 5.0, "DBF": 5.0, "MF": 4.8, "GRA": 2.6, "WSA": 2.5,
             "OSH": 1.2, "CSH": 1.8, "SAV": 2.0, "CRO": 3.0, "WET": 3.0}
 #: Fraction of maximum LAI kept outside the growing season (evergreen share).
 LAI_MIN_FRACTION = {"ENF": 0.75, "EBF": 0.85, "DBF": 0.05, "MF": 0.4, "GRA": 0.12,
@@ -58,6 +63,13 @@ class Structure:
         Soil column depth (m) for mrso.
     soil_turnover : float
         Soil carbon turnover rate at the site's mean conditions (yr-1), sets cSoil.
+    top_residual : float
+        Volumetric water content of the dry top 10 cm (m3 m-3), for mrsos.
+    top_range : float
+        Water content added by a full top layer (m3 m-3), for mrsos.
+    top_coupling : float
+        Weight (0-1) of the model's own root-zone water in its top-layer water (the rest
+        follows the rain-fed top 10 cm of the forcing).
     """
 
     temperature: str = "ramp"
@@ -66,6 +78,9 @@ class Structure:
     whc_scale: float = 1.0
     soil_depth: float = 2.0
     soil_turnover: float = 0.04
+    top_residual: float = 0.12
+    top_range: float = 0.22
+    top_coupling: float = 0.0
 
 
 @dataclass
@@ -221,12 +236,13 @@ def fluxes(d: Drivers, params: Mapping[str, np.ndarray | float], s: Structure,
         Drivers, ``N`` days.
     params : mapping
         Parameter values: scalars, arrays of shape ``(B, 1)`` (many parameter sets) or ``(N,)``
-        (site-varying truth). ``eps_forest``/``eps_open`` style pairs are resolved by vegetation.
+        (site-varying truth, site-level parameters). ``eps_forest``/``eps_open`` style pairs are
+        resolved by vegetation.
     s : Structure
         Structural switches.
     noise : mapping, optional
-        Process noise of the "true" model: ``gpp`` and ``rh`` (multiplicative, around 0) and
-        ``le`` (additive, W m-2), each shape ``(N,)``.
+        Process noise of the "true" model: ``gpp`` and ``rh`` (multiplicative, around 0),
+        ``le`` (additive, W m-2) and optionally ``le_factor`` (multiplicative), each ``(N,)``.
 
     Returns
     -------
@@ -235,10 +251,11 @@ def fluxes(d: Drivers, params: Mapping[str, np.ndarray | float], s: Structure,
         ``lai`` (1), ``le``, ``tran_le``, ``soil_le``, ``h``, ``g`` (W m-2) and ``ts`` (K).
     """
     p = _resolve(params, d)
-    tair, sw, vpd, theta = d["tair"], d["sw"], d["vpd"], d["theta"]
+    tair, sw, vpd = d["tair"], d["sw"], d["vpd"]
+    theta, theta_lag = _plant_water(p, d)
     # phenology and light absorption
     sig = 1.0 / (1.0 + np.exp(-(d["t_phen"] - p["t_onset"]) / 2.5))
-    water_phen = np.where(d["open"], np.clip(d["theta_lag"] / 0.35, 0.0, 1.0), 1.0)
+    water_phen = np.where(d["open"], np.clip(theta_lag / 0.35, 0.0, 1.0), 1.0)
     lai = (d["lai_max"] * s.lai_scale
            * (d["lai_min"] + (1.0 - d["lai_min"]) * sig * water_phen))
     fapar = 1.0 - np.exp(-0.5 * lai)
@@ -275,14 +292,19 @@ def fluxes(d: Drivers, params: Mapping[str, np.ndarray | float], s: Structure,
     else:
         g = p["q10"] ** ((t_soil - 10.0) / 10.0)
     if s.respiration_moisture:
-        g = g * (0.25 + 0.75 * np.clip(d["theta_top"] / 0.45, 0.0, 1.0))
+        dry = p.get("rh_dry", 0.25)
+        g = g * (dry + (1.0 - dry) * np.clip(d["theta_top"] / 0.45, 0.0, 1.0))
+    if "pulse" in p:  # respiration burst when dry soil is rewetted (Birch effect)
+        g = g * (1.0 + p["pulse"] * np.maximum(d["theta_top"] - d["theta_top_lag"], 0.0))
     if noise is not None:
         g = g * (1.0 + noise["rh"])
     rh = (1.0 - p["sink_frac"]) * d.site_mean(npp) * g / d.site_mean(g)
+    if "soil_carbon" in p:  # site-level calibration of the initial soil carbon
+        rh = rh * p["soil_carbon"]
     reco = ra + rh
     nep = gpp - reco
     # energy
-    rn = d["rn"]
+    rn = d["rn"] * p["radiation"] if "radiation" in p else d["rn"]
     ground = p.get("g_frac", 0.0) * rn + p.get("g_tgrad", 0.0) * (tair - d["t_lag"])
     avail = rn - ground
     eq = d["slope"] / (d["slope"] + d["gamma"])
@@ -297,11 +319,29 @@ def fluxes(d: Drivers, params: Mapping[str, np.ndarray | float], s: Structure,
         soil_le = p["alpha_pt"] * pot * (1.0 - fapar) * p["es_coef"] * d["theta_top"]
     le = tran_le + soil_le
     if noise is not None:
-        le = np.maximum(le + noise["le"], -5.0)
+        le = np.maximum(le * (1.0 + noise.get("le_factor", 0.0)) + noise["le"], -5.0)
     h = avail - le
     ts = tair + 273.15 + h / (1200.0 * d["ga"])
     return {"gpp": gpp, "ra": ra, "rh": rh, "reco": reco, "nep": nep, "lai": lai, "le": le,
             "tran_le": tran_le, "soil_le": soil_le, "h": h, "g": ground, "ts": ts}
+
+
+def _plant_water(p: Mapping[str, np.ndarray | float], d: Drivers
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Relative soil water seen by the plants, now and lagged (for drought phenology).
+
+    The fictional models see the root-zone bucket of the forcing. The true vegetation may
+    have shallow roots (``shallow``: weight of the top 10 cm, grasses of monsoon climates)
+    or reach deep water (``deep``: share of the deficit that deep roots make up for the water
+    stress of savanna trees), which no fictional model represents.
+    """
+    theta, lag = d["theta"], d["theta_lag"]
+    if "shallow" in p:
+        theta = (1.0 - p["shallow"]) * theta + p["shallow"] * d["theta_top"]
+        lag = (1.0 - p["shallow"]) * lag + p["shallow"] * d["theta_top_lag"]
+    if "deep" in p:  # the trees' water; leaf area (of the grass layer) still follows the rains
+        theta = theta + p["deep"] * (1.0 - theta)
+    return theta, lag
 
 
 def comparison(out: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -400,7 +440,13 @@ def bucket(inflow: np.ndarray, et: np.ndarray, whc: np.ndarray) -> np.ndarray:
 
 def soil_moisture(rel: np.ndarray, theta_top: np.ndarray, s: Structure
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """``mrso`` and ``mrsos`` (kg m-2) from relative root-zone and top-layer water."""
+    """``mrso`` and ``mrsos`` (kg m-2) from relative root-zone and top-layer water.
+
+    Both depend on the model: its root-zone bucket (``rel``, emptied by its own
+    evapotranspiration), its soil depth and its top-layer hydraulics (``top_*`` of
+    :class:`Structure`).
+    """
     mrso = s.soil_depth * 1000.0 * (0.12 + 0.20 * rel)
-    mrsos = 100.0 * (0.12 + 0.22 * theta_top)
+    top = (1.0 - s.top_coupling) * theta_top + s.top_coupling * rel
+    mrsos = 100.0 * (s.top_residual + s.top_range * top)
     return mrso, mrsos

@@ -38,6 +38,11 @@ class Climate:
         Strength of the precipitation seasonality, 0 (even) to 1 (all in one season).
     rh_mean : float
         Mean relative humidity (0-1).
+    monsoon : float, default 0
+        Share of the annual precipitation falling in a short, sharp rainy season (a summer
+        monsoon); the rest follows ``p_peak_month`` and ``p_season``.
+    monsoon_month : float, default 8.1
+        Month (1-12, fractional) of the middle of that rainy season.
     """
 
     t_mean: float
@@ -46,14 +51,16 @@ class Climate:
     p_peak_month: float
     p_season: float
     rh_mean: float
+    monsoon: float = 0.0
+    monsoon_month: float = 8.1
 
 
 #: Hand-made rounded climatologies (see the module docstring).
 CLIMATES: dict[str, Climate] = {
     "AU-Tum": Climate(9.5, 6.0, 1000, 7, 0.2, 0.72),
-    "AU-How": Climate(27.0, 2.5, 1700, 1.5, 0.95, 0.66),
+    "AU-How": Climate(27.5, 2.5, 1700, 1.5, 0.95, 0.66, monsoon=0.5, monsoon_month=1.7),
     "AU-ASM": Climate(21.0, 7.5, 300, 1.5, 0.6, 0.35),
-    "AU-Stp": Climate(26.0, 5.0, 600, 1.5, 0.9, 0.48),
+    "AU-Stp": Climate(26.0, 5.0, 600, 1.5, 0.9, 0.48, monsoon=0.5, monsoon_month=1.7),
     "CA-Qfo": Climate(0.0, 14.0, 950, 7, 0.3, 0.75),
     "CH-Dav": Climate(3.5, 8.0, 1050, 7, 0.35, 0.75),
     "DE-Gri": Climate(8.0, 8.5, 850, 7, 0.25, 0.78),
@@ -73,13 +80,13 @@ CLIMATES: dict[str, Climate] = {
     "US-MMS": Climate(11.5, 12.5, 1030, 6, 0.15, 0.72),
     "US-NR1": Climate(1.5, 9.5, 800, 4, 0.35, 0.52),
     "US-FPe": Climate(5.5, 14.0, 330, 6, 0.6, 0.60),
-    "US-SRM": Climate(17.9, 8.5, 380, 8, 0.65, 0.38),
-    "US-SRG": Climate(17.0, 8.5, 420, 8, 0.65, 0.40),
+    "US-SRM": Climate(17.9, 8.5, 380, 1, 0.7, 0.36, monsoon=0.6),
+    "US-SRG": Climate(17.0, 8.5, 420, 1, 0.7, 0.38, monsoon=0.6),
     "US-Ton": Climate(15.8, 8.0, 560, 1, 0.85, 0.58),
     "US-UMB": Climate(6.2, 13.0, 800, 7, 0.15, 0.74),
     "US-Var": Climate(15.8, 8.0, 560, 1, 0.85, 0.60),
-    "US-Whs": Climate(17.5, 9.0, 320, 8, 0.6, 0.36),
-    "US-Wkg": Climate(15.6, 9.0, 400, 8, 0.65, 0.38),
+    "US-Whs": Climate(17.5, 9.0, 320, 1, 0.7, 0.34, monsoon=0.6),
+    "US-Wkg": Climate(15.6, 9.0, 400, 1, 0.7, 0.36, monsoon=0.6),
     "CH-Cha": Climate(9.5, 8.5, 1150, 7, 0.3, 0.78),
 }
 
