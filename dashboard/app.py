@@ -96,7 +96,7 @@ def build_widgets(selection: Selection, service: DataService) -> list[pn.viewabl
         name="Variable")
     model_pick = pn.widgets.MultiChoice.from_param(
         selection.param.models, options=models,
-        name="Highlighted models (others muted)", placeholder="first model")
+        name="Highlighted models (others muted)")
     scenario = pn.widgets.Select.from_param(selection.param.scenario,
                                             options=service.scenarios(), name="Scenario")
     stage = pn.widgets.RadioButtonGroup.from_param(selection.param.stage, name="Stage",
