@@ -96,7 +96,9 @@ def build_widgets(selection: Selection, service: DataService) -> list[pn.viewabl
         name="Variable")
     model_pick = pn.widgets.MultiChoice.from_param(
         selection.param.models, options=models,
-        name="Highlighted models (others muted)")
+        name="Highlighted models (others muted)",
+        description="Models drawn in colour with prior, posterior and band; the others are "
+                    "drawn muted. None chosen: the first model is highlighted.")
     scenario = pn.widgets.Select.from_param(selection.param.scenario,
                                             options=service.scenarios(), name="Scenario")
     stage = pn.widgets.RadioButtonGroup.from_param(selection.param.stage, name="Stage",
