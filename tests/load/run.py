@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -81,7 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="server --num-threads")
     p.add_argument("--cache-mb", type=int, default=None, help="server --cache-mb")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--archive", help="data folder to serve (default: the demo archive)")
+    src.add_argument("--archive",
+                     help="data folder to serve; neither this nor --tiny: the demo archive")
     src.add_argument("--tiny", action="store_true",
                      help="serve the tiny test archive (tests/appdata.py), built in a temp dir")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -367,9 +369,16 @@ def _loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _stop_on_signal(signum: int, _frame: Any) -> None:
+    """SIGTERM/SIGHUP: unwind (the ``finally`` blocks stop the server), exit 128 + signum."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the load test; return the exit status."""
     args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on_signal)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s [load] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("tornado").setLevel(logging.WARNING)
