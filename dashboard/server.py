@@ -149,17 +149,16 @@ def _start_worker(server, root: str, *, warm: bool, url: str | None) -> None:
     service = get_service(root)  # created in this process, after any fork
     if warm:
         try:
-            _warm(root)
+            _warm(service)
         except Exception:  # warming is an optimisation: never a reason not to serve
             log.exception("warming the app failed")
-    stop = threading.Event()
-    threading.Thread(target=service.prefetch, args=(stop,), name="callmip-prefetch",
-                     daemon=True).start()
+    # A daemon thread: it ends with the worker, so no stop signal is needed.
+    threading.Thread(target=service.prefetch, name="callmip-prefetch", daemon=True).start()
     if url is not None:
         _announce_when_ready(server, url)
 
 
-def _warm(root: str) -> None:
+def _warm(service) -> None:
     """Build one app and render it to Bokeh models: imports and first renders are paid now."""
     import panel as pn
     from bokeh.document import Document
@@ -170,10 +169,7 @@ def _warm(root: str) -> None:
     from dashboard.views.sites import SitesView
     from dashboard.views.style import Look
 
-    create_app(root).get_root(Document(), comm=Comm())
-    from dashboard.service import get_service
-
-    service = get_service(root)
+    create_app(service.root).get_root(Document(), comm=Comm())
     view = SitesView(selection=Selection(view="sites"), service=service, look=Look())
     pn.panel(view).get_root(Document(), comm=Comm())
 
