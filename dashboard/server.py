@@ -169,7 +169,9 @@ def _warm(service) -> None:
     from dashboard.views.sites import SitesView
     from dashboard.views.style import Look
 
-    create_app(service.root).get_root(Document(), comm=Comm())
+    page = create_app(service.root)  # a template: render its parts
+    for part in [*page.sidebar, *page.main]:
+        pn.panel(part).get_root(Document(), comm=Comm())
     view = SitesView(selection=Selection(view="sites"), service=service, look=Look())
     pn.panel(view).get_root(Document(), comm=Comm())
 

@@ -520,3 +520,10 @@ def test_a_session_rebuilt_over_the_websocket_loads_stylesheets_from_the_server(
     stylesheets = widget._get_properties(document)["stylesheets"]
     urls = [str(getattr(s, "url", "")) for s in stylesheets]
     assert urls and not any(u.startswith("http") for u in urls), urls
+
+
+def test_warming_renders_a_page_and_the_sites_view(service):
+    from dashboard.server import _warm
+
+    _warm(service)  # `callmip serve --warm`: must render, not fail and be skipped
+    assert ("series", CAL_SITE, "NEE", 1, tuple(service.model_ids())) in service.cache
