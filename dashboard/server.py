@@ -172,7 +172,9 @@ def _warm(service) -> None:
     page = create_app(service.root)  # a template: render its parts
     for part in [*page.sidebar, *page.main]:
         pn.panel(part).get_root(Document(), comm=Comm())
-    view = SitesView(selection=Selection(view="sites"), service=service, look=Look())
+    opening = (service.observed_sites() or [""])[0]  # the site sessions open on
+    view = SitesView(selection=Selection(view="sites", site=opening), service=service,
+                     look=Look())
     pn.panel(view).get_root(Document(), comm=Comm())
 
 
