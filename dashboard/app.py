@@ -11,6 +11,8 @@ gone builds no plots; the other views are built when first opened.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import warnings
 from urllib.parse import urlencode
 
@@ -25,8 +27,6 @@ from dashboard.state import METRICS, SITE_VARIABLES, UNOBSERVED_VARIABLES, VIEWS
 from dashboard.urlstate import query_from_selection, selection_from_query
 from dashboard.views.about import AboutView
 from dashboard.views.loading import in_server_session
-from dashboard.views.overview import OverviewView
-from dashboard.views.sites import SitesView
 from dashboard.views.style import ACTIVE_BUTTON_CSS, Look, safe_message
 
 hv.extension("bokeh", logo=False)
@@ -39,7 +39,27 @@ hv.renderer("bokeh").webgl = False
 silence(FIXED_SIZING_MODE, True)
 
 VIEW_LABELS = {"overview": "Overview", "sites": "Sites", "parameters": "Parameters",
-               "global": "Global", "check": "Check my files"}
+               "global": "Global", "scenarios": "Scenarios", "methods": "Methods",
+               "check": "Check my files"}
+
+#: Where each view's class lives ("module:Class"), imported when a session first opens it.
+VIEW_CLASSES: dict[str, str] = {
+    "overview": "dashboard.views.overview:OverviewView",
+    "sites": "dashboard.views.sites:SitesView",
+    "parameters": "dashboard.views.parameters:ParametersView",
+    "global": "dashboard.views.global_view:GlobalView",
+    "scenarios": "dashboard.views.scenarios:ScenariosView",
+    "methods": "dashboard.views.methods:MethodsView",
+    "check": "dashboard.views.check:CheckView",
+}
+
+
+def view_class(view: str) -> type | None:
+    """The class of ``view``, or None when this release does not include it yet."""
+    module_name, _, class_name = VIEW_CLASSES[view].partition(":")
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    return getattr(importlib.import_module(module_name), class_name)
 
 #: Presentation mode: larger text everywhere. Panel draws every widget and pane inside a
 #: shadow root that page CSS does not reach, but CSS custom properties are inherited into
@@ -173,15 +193,15 @@ def create_app(data_root: str, *, theme: str | None = None,
         # DK-Sor is the protocol's test site (Phase 1a); else the first site with observations.
         selection.site = "DK-Sor" if "DK-Sor" in candidates else candidates[0]
 
-    view_classes = {"overview": OverviewView, "sites": SitesView}
     views: dict[str, pn.viewable.Viewer] = {}  # built when first shown
 
     def render(view: str) -> pn.viewable.Viewable:
-        if view not in view_classes:
-            return safe_message(f"The {VIEW_LABELS[view]} view is not part of this release "
-                                "yet; see the README for the roadmap.", "info")
         if view not in views:
-            views[view] = view_classes[view](selection=selection, service=service, look=look)
+            cls = view_class(view)
+            if cls is None:
+                return safe_message(f"The {VIEW_LABELS[view]} view is not part of this release "
+                                    "yet; see the README for the roadmap.", "info")
+            views[view] = cls(selection=selection, service=service, look=look)
         return views[view]
 
     main = pn.Column(*[safe_message(p, "warning") for p in problems],

@@ -9,7 +9,8 @@ import param
 
 from loaders.variables import MODEL_ONLY_VARIABLES, OBSERVED_VARIABLES
 
-VIEWS: tuple[str, ...] = ("overview", "sites", "parameters", "global", "check")
+VIEWS: tuple[str, ...] = ("overview", "sites", "parameters", "global", "scenarios", "methods",
+                          "check")
 #: Variables with flux-tower observations, and those with model output only (spread
 #: statistics): the lists of :mod:`loaders.variables`.
 SITE_VARIABLES: tuple[str, ...] = OBSERVED_VARIABLES
