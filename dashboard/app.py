@@ -101,12 +101,14 @@ def _flag(args: dict, name: str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def build_widgets(selection: Selection, service: DataService) -> list[pn.viewable.Viewable]:
+def build_widgets(selection: Selection, service: DataService, *,
+                  upload: bool = True) -> list[pn.viewable.Viewable]:
     """Sidebar widgets bound to the session's selection (created per session)."""
     models = service.model_ids()
     sites = queries.site_order(service)
+    offered = [v for v in VIEWS if upload or v != "check"]
     view = pn.widgets.RadioButtonGroup.from_param(
-        selection.param.view, options={VIEW_LABELS[v]: v for v in VIEWS},
+        selection.param.view, options={VIEW_LABELS[v]: v for v in offered},
         orientation="vertical", name="View", stylesheets=[ACTIVE_BUTTON_CSS])
     site = pn.widgets.Select.from_param(selection.param.site, options=[""] + sites, name="Site")
     variable = pn.widgets.Select.from_param(
@@ -161,8 +163,8 @@ def _bind_url(selection: Selection, service: DataService) -> list[str]:
     return problems
 
 
-def create_app(data_root: str, *, theme: str | None = None,
-               presentation: bool | None = None) -> pn.template.BootstrapTemplate:
+def create_app(data_root: str, *, theme: str | None = None, presentation: bool | None = None,
+               upload: bool = True) -> pn.template.BootstrapTemplate:
     """Build the dashboard for one session.
 
     Parameters
@@ -173,6 +175,8 @@ def create_app(data_root: str, *, theme: str | None = None,
         Colour theme; default from the URL (``?theme=dark``) or light.
     presentation : bool, optional
         Large fonts and high contrast for screen sharing; default from the URL (``?present=1``).
+    upload : bool
+        Offer the "Check my files" page (``callmip serve --no-upload`` turns it off).
 
     Returns
     -------
@@ -196,6 +200,9 @@ def create_app(data_root: str, *, theme: str | None = None,
     views: dict[str, pn.viewable.Viewer] = {}  # built when first shown
 
     def render(view: str) -> pn.viewable.Viewable:
+        if view == "check" and not upload:
+            return safe_message("Checking files is turned off on this server; run "
+                                "`callmip check FILES` on your own machine.", "info")
         if view not in views:
             cls = view_class(view)
             if cls is None:
@@ -208,7 +215,7 @@ def create_app(data_root: str, *, theme: str | None = None,
                      pn.panel(pn.bind(render, selection.param.view), loading_indicator=True,
                               defer_load=in_server_session()),
                      sizing_mode="stretch_width")
-    widgets = build_widgets(selection, service)
+    widgets = build_widgets(selection, service, upload=upload)
     toggle = pn.widgets.Toggle(label="Presentation mode", value=presentation,
                                stylesheets=[ACTIVE_BUTTON_CSS])
     theme_switch = pn.widgets.RadioButtonGroup(label="Theme", options=["light", "dark"],

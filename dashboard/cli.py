@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $CALLMIP_CACHE_MB or 512)")
     p.add_argument("--warm", action="store_true",
                    help="build one app before serving (pays imports and first render once)")
+    p.add_argument("--no-upload", dest="upload", action="store_false",
+                   help="turn off the 'Check my files' upload page (for a public site)")
 
     p = sub.add_parser("demo", help="write the demo archive (synthetic, from a toy calibration)")
     p.add_argument("--out", required=True, help="output folder")
@@ -194,7 +196,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(data_root=args.data_root, port=args.port, address=args.address,
                  show=args.show, allow_websocket_origin=args.allow_websocket_origin,
                  num_procs=args.num_procs, num_threads=args.num_threads,
-                 cache_mb=args.cache_mb, warm=args.warm)
+                 cache_mb=args.cache_mb, warm=args.warm, upload=args.upload)
 
 
 COMMANDS = {

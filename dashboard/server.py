@@ -37,14 +37,14 @@ def resolve_data_root(data_root: str | None) -> str:
 def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                  show: bool = False, allow_websocket_origin: list[str] | None = None,
                  num_procs: int = 1, num_threads: int | None = None, threaded: bool = False,
-                 start: bool = True):
+                 start: bool = True, upload: bool = True):
     """Create the Panel/Bokeh server that ``callmip serve`` runs (also used by the tests).
 
     Parameters
     ----------
     root : str
         Data folder (already resolved).
-    port, address, show, allow_websocket_origin, num_procs, num_threads
+    port, address, show, allow_websocket_origin, num_procs, num_threads, upload
         As for :func:`serve`.
     threaded : bool
         Run the server in a background thread and return at once (tests).
@@ -67,7 +67,7 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                                          f"127.0.0.1:{port}"]
 
     def app() -> pn.viewable.Viewable:  # a plain function: Panel calls it once per session
-        return create_app(root)
+        return create_app(root, upload=upload)
 
     options = {"port": port, "address": address, "show": show, "websocket_origin": origins,
                "num_procs": num_procs, "title": "CalLMIP Explorer", "liveness": True,
@@ -205,7 +205,7 @@ def _compute_tables_quietly(root: str) -> None:
 def serve(data_root: str | None = None, *, port: int = 5006, address: str = "localhost",
           show: bool = False, allow_websocket_origin: list[str] | None = None,
           num_procs: int = 1, num_threads: int | None = None, cache_mb: float | None = None,
-          warm: bool = False) -> int:
+          warm: bool = False, upload: bool = True) -> int:
     """Serve the dashboard until interrupted; return an exit status.
 
     Parameters
@@ -229,6 +229,9 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
         Also build one app in each worker before it accepts sessions, so that imports and the
         first render are paid once per process, not by the first visitor. (The catalog and
         metric tables are always computed before the server listens.)
+    upload : bool
+        Offer the "Check my files" page, where participants upload their own runs (turn it off
+        with ``--no-upload`` on a public site).
     """
     from dashboard.service import configure, get_service, release_parent_memory
 
@@ -253,7 +256,7 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     release_parent_memory()
     server = start_server(root, port=port, address=address, show=show,
                           allow_websocket_origin=allow_websocket_origin, num_procs=num_procs,
-                          num_threads=num_threads, start=False)
+                          num_threads=num_threads, start=False, upload=upload)
     # From here on this is a worker (the only process when num_procs == 1).
     from tornado.process import task_id
 

@@ -300,6 +300,21 @@ def test_create_app_builds_bokeh_models(service, archive_root):
     assert app.selection.site  # a site with observations is preselected
 
 
+def test_no_upload_hides_the_check_page(service, archive_root):
+    def rendered_text(app) -> str:
+        app.selection.view = "check"
+        return " ".join(str(getattr(o, "object", "")) for o in
+                        pn.Column(*app.main.objects).select(pn.pane.HTML))
+
+    closed = create_app(str(archive_root), upload=False)
+    chooser = closed.sidebar.objects[0]
+    assert "check" not in chooser.options.values()
+    assert "turned off on this server" in rendered_text(closed)
+    opened = create_app(str(archive_root))
+    assert "check" in opened.sidebar.objects[0].options.values()
+    assert "turned off on this server" not in rendered_text(opened)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
