@@ -315,6 +315,43 @@ def test_no_upload_hides_the_check_page(service, archive_root):
     assert "turned off on this server" not in rendered_text(opened)
 
 
+def test_a_closed_session_leaves_no_views_or_plot_options_behind(service, archive_root):
+    """A session's views and their HoloViews option trees are freed when it ends.
+
+    A plot hook that was a view's bound method kept every session's views alive through
+    HoloViews' process-wide option store (memory grew ~1 MiB per session on a server).
+    """
+    import gc
+    import weakref
+
+    from holoviews.core.options import Store
+    from panel.io.state import state
+
+    def open_and_close(view: str) -> list[weakref.ref]:
+        app = create_app(str(archive_root))
+        app.selection.view = view
+        document = Document()
+        for obj in app.main.objects:
+            obj.get_root(document, comm=Comm())
+        app.selection.variable = "Qle"  # an update after the first render
+        views = [weakref.ref(v) for v in app.views.values()]
+        assert views, "the view was not built"
+        for ref, (viewable, root, doc, _comm) in list(state._views.items()):
+            if doc is document:  # what Panel does when a session is destroyed
+                viewable._cleanup(root)
+                state._views.pop(ref, None)
+        document.clear()
+        return views
+
+    open_and_close("sites")  # first use registers process-wide defaults
+    gc.collect()
+    baseline = len(Store._custom_options["bokeh"])
+    refs = open_and_close("sites") + open_and_close("overview")
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
+    assert len(Store._custom_options["bokeh"]) <= baseline
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ from dashboard.service import DataService
 from dashboard.sitedata import SiteSeries
 from dashboard.state import SITE_VARIABLES
 from dashboard.views.style import Look, model_colour
-from dashboard.views.templates import StyledElements
+from dashboard.views.templates import StyledElements, weak_hook
 
 #: Posterior bands are drawn when at most this many models are shown.
 MAX_BANDS = 3
@@ -50,6 +50,7 @@ class SitePlots:
             MonthsTicker(months=[0, 6]), YearsTicker(desired_num_ticks=8)])
         #: Time window (epoch ms) of each time-series frame, by its title (see _apply_window).
         self._windows: dict[str, tuple[float, float] | tuple[None, None]] = {}
+        self._window_hook = weak_hook(self._apply_window)
 
     def series(self, site: str, variable: str, scenario: int, models: list[str]) -> SiteSeries:
         """The tidy series of a site, every model (shared by every session)."""
@@ -158,7 +159,7 @@ class SitePlots:
                                    framewise=True, bgcolor=self.look.bg, xlabel="",
                                    tools=["xwheel_zoom"], xformatter=self._dates,
                                    xticks=self._ticks,
-                                   hooks=[self._apply_window])
+                                   hooks=[self._window_hook])
 
     def _apply_window(self, plot, element: hv.Overlay) -> None:
         """Show the frame's time window (a hook run on every frame).
