@@ -1,5 +1,6 @@
-"""Calibration strategies compared: scenarios side by side, and each group's method beside its
-outcomes (issue #16). Pure functions on the metric tables; no Panel, no HoloViews.
+"""Calibration strategies compared: scenarios side by side, methods beside outcomes.
+
+Issue #16. Pure functions on the metric tables; no Panel, no HoloViews.
 
 Two tables, both written by ``callmip metrics``:
 

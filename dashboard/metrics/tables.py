@@ -635,8 +635,8 @@ def compute_tables(root_or_archive: Any, *, min_n: int = DEFAULT_MIN_N,
     -------
     MetricTables
         A dict with keys ``site_scores, misfit_reduction, spread, parameters, summary,
-        scenarios, methods`` (in that order; columns in the module docstring) and the attribute ``errors`` (unreadable
-        files).
+        scenarios, methods`` (in that order; columns in the module docstring) and the
+        attribute ``errors`` (unreadable files).
 
     Raises
     ------
