@@ -128,8 +128,8 @@ class ScenariosView(pn.viewable.Viewer):
             return safe_message("No scored posterior runs: nothing to compare.", "info")
         cards = []
         for model in shown:
-            button = pn.widgets.Button(name="Parameter shifts across scenarios",
-                                       button_type="light", width=int(300 * self.look.fontscale))
+            button = pn.widgets.Button(label="Parameter shifts across scenarios",
+                                       width=int(300 * self.look.fontscale))
             button.on_click(partial(self.open_parameters, model))
             cards.append(pn.Column(pn.pane.HoloViews(self.grid(model)), button))
         return pn.GridBox(*cards, ncols=3)
