@@ -384,3 +384,12 @@ def test_methods_view_escapes_file_text(service):
     assert "not causal" in joined
     plot = view.outcome_plot("lai", "median_misfit_reduction_cal")
     assert "n=1 model" in " ".join(str(v) for v in plot.dimension_values("group_label"))
+
+
+def test_new_tables_survive_the_disk_cache(strategy_root):
+    first = compute_tables(strategy_root)
+    clear_memory_cache()
+    again = compute_tables(strategy_root)
+    assert again.source == "disk"
+    for name in ("scenarios", "methods"):
+        pd.testing.assert_frame_equal(first[name], again[name], check_dtype=True)

@@ -26,24 +26,27 @@ CAUTION = ("With a few models these are descriptions, not causal findings: a gro
 #: Columns of the choices-and-outcomes table, in order (``methods`` table → header).
 TABLE_COLUMNS: dict[str, str] = {
     "model": "model", "info_status": "information file", "method": "method (iv)",
-    "ensemble_size": "ensemble size", "sensitivity_analysis": "SA (v)",
-    "n_parameters_selected": "n selected (v)", "n_parameters_possible": "of N possible (v)",
-    "multi_stream": "multi-stream (ix)", "global_parameters": "global set (x)",
-    "pfts": "PFTs (xi)", "other_uncertainties": "other uncertainties (xii)",
-    "optional_scenarios": "optional scenarios (xiii)", "lai": "LAI (xiv)",
-    "n_cycle": "N cycle", "fire": "fire", "dynamic_vegetation": "dyn. veg.",
+    "ensemble_size": "ensemble size", "multi_stream": "multi-stream (ix)", "lai": "LAI (xiv)",
     "scenarios_run": "scenarios run",
-    "median_misfit_reduction_cal": "misfit reduction, Cal sites",
-    "n_cal": "n (Cal)", "generalisation_gap": "gap (Cal − Val)", "n_val": "n (Val)",
+    "median_misfit_reduction_cal": "misfit reduction, Cal sites", "n_cal": "n (Cal)",
+    "generalisation_gap": "gap (Cal − Val)", "n_val": "n (Val)",
     "median_coverage": "95 % coverage (Cal)", "n_coverage": "n (coverage)",
     "share_at_bounds": "share at bounds", "n_parameters": "n parameters",
+}
+#: The other answers, in a second table.
+CHOICE_COLUMNS: dict[str, str] = {
+    "model": "model", "sensitivity_analysis": "SA (v)", "n_parameters_selected": "n selected (v)",
+    "n_parameters_possible": "of N possible (v)", "global_parameters": "global set (x)",
+    "pfts": "PFTs (xi)", "other_uncertainties": "other uncertainties (xii)",
+    "optional_scenarios": "optional scenarios (xiii)", "initial_conditions": "initial "
+    "conditions (viii)", "n_cycle": "N cycle (ii)", "fire": "fire (ii)",
+    "dynamic_vegetation": "dyn. veg. (ii)",
 }
 #: Free-text columns shown in a second table.
 TEXT_COLUMNS: dict[str, str] = {
     "model": "model", "description": "description (i)", "references": "references (i)",
     "method_detail": "method (iv)", "selection_detail": "parameter selection (v)",
-    "n_deposition": "N deposition (iii)", "spin_up": "spin-up (vii)",
-    "initial_conditions": "initial conditions (viii)", "notes": "notes",
+    "n_deposition": "N deposition (iii)", "spin_up": "spin-up (vii)", "notes": "notes",
 }
 
 
@@ -58,21 +61,25 @@ class MethodsView(pn.viewable.Viewer):
     outcome = param.Selector(default="median_misfit_reduction_cal", objects=list(sq.OUTCOMES),
                              doc="Outcome plotted")
 
-    def choices_table(self) -> pd.DataFrame:
-        """Choices and outcomes, one row per model, with readable headers (text unescaped)."""
+    def _table(self, columns: dict[str, str], sent_only: bool = False) -> pd.DataFrame:
         frame = sq.methods_frame(self.service)
-        cols = [c for c in TABLE_COLUMNS if c in frame.columns]
-        out = frame[cols].rename(columns=TABLE_COLUMNS)
+        if sent_only and "info_status" in frame:
+            frame = frame[frame["info_status"] != "missing"]
+        cols = [c for c in columns if c in frame.columns]
+        out = frame[cols].rename(columns=columns)
         return out.astype(object).where(out.notna(), "")
+
+    def choices_table(self) -> pd.DataFrame:
+        """Main choices and the outcomes, one row per model (text unescaped: escape it)."""
+        return self._table(TABLE_COLUMNS)
+
+    def other_choices_table(self) -> pd.DataFrame:
+        """The other answers with a vocabulary or a number, one row per model with a file."""
+        return self._table(CHOICE_COLUMNS, sent_only=True)
 
     def text_table(self) -> pd.DataFrame:
         """The free-text answers, one row per model that sent a file."""
-        frame = sq.methods_frame(self.service)
-        if "info_status" in frame:
-            frame = frame[frame["info_status"] != "missing"]
-        cols = [c for c in TEXT_COLUMNS if c in frame.columns]
-        out = frame[cols].rename(columns=TEXT_COLUMNS)
-        return out.astype(object).where(out.notna(), "")
+        return self._table(TEXT_COLUMNS, sent_only=True)
 
     def outcome_plot(self, grouping: str, outcome: str) -> hv.Overlay:
         """One point per model, grouped by ``grouping``; a dash marks each group's median."""
@@ -132,7 +139,10 @@ class MethodsView(pn.viewable.Viewer):
                               pn.Row(grouping, outcome),
                               pn.pane.HoloViews(plot, sizing_mode="stretch_width"),
                               sizing_mode="stretch_width"),
-            lambda: pn.Column(pn.pane.Markdown("#### In the groups' words"),
+            lambda: pn.Column(pn.pane.Markdown("#### Other choices"),
+                              pn.pane.DataFrame(self.other_choices_table(), index=False,
+                                                escape=True, sizing_mode="stretch_width"),
+                              pn.pane.Markdown("#### In the groups' words"),
                               pn.pane.DataFrame(self.text_table(), index=False, escape=True,
                                                 sizing_mode="stretch_width"),
                               sizing_mode="stretch_width", scroll=True),
