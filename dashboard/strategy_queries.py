@@ -56,6 +56,8 @@ _OUTCOME_N = {"median_misfit_reduction_cal": "n_cal", "generalisation_gap": "n_v
               "n_parameters": "n_parameters"}
 
 NOT_RUN = "not run"
+#: Longest group name on the method-vs-outcome plot's axis.
+GROUP_LABEL_LENGTH = 40
 
 
 def _model_ids(frame: pd.DataFrame) -> pd.Series:
@@ -81,13 +83,14 @@ def models_with_scenario1_only(service: DataService) -> list[str]:
     return sorted(m for m in scenario_models(service) if runs.get(m, set()) <= {1})
 
 
-def _label(value: float, n: int, ran: bool, calibrated: bool, min_cases: int = 1) -> str:
+def _label(value: float, n: int, ran: bool, calibrated: bool, n_text: str = "") -> str:
     if not ran:
         return NOT_RUN
     mark = "◆ " if calibrated else ""
-    if n < min_cases or not np.isfinite(value):
-        return f"{mark}n={n}"
-    return f"{mark}{value:+.2f}\nn={n}"
+    count = n_text or str(n)
+    if n < 1 or not np.isfinite(value):
+        return f"{mark}n={count}"
+    return f"{mark}{value:+.2f}\nn={count}"
 
 
 def scenario_grid(service: DataService, model: str, measure: str) -> pd.DataFrame:
@@ -107,9 +110,10 @@ def scenario_grid(service: DataService, model: str, measure: str) -> pd.DataFram
     pandas.DataFrame
         Columns ``scenario, scenario_label, variable, value, n, n_models, ran, calibrated,
         label, models``, one row per scenario (1–6) and variable (NEE, Qle, Qh). ``n`` is the
-        number of sites behind the value (per model) or of models (``all``); ``label`` is the
-        value with its n, ``◆`` on calibrated variables, ``not run`` where the scenario was not
-        run.
+        number of sites behind the value (per model; for the generalisation gap the smaller of
+        the calibration and validation counts, the label shows both as ``n=<Cal>/<Val>``) or of
+        models (``all``); ``label`` is the value with its n, ``◆`` on calibrated variables,
+        ``not run`` where the scenario was not run.
     """
     cols = ["scenario", "scenario_label", "variable", "value", "n", "n_models", "ran",
             "calibrated", "label", "models"]
@@ -126,8 +130,13 @@ def scenario_grid(service: DataService, model: str, measure: str) -> pd.DataFram
     t["value"] = t[measure].astype(float)
     t["n"] = t[n_col].astype(int)
     t["scenario_label"] = [scenario_label(s) for s in t["scenario"]]
-    t["label"] = [_label(v, n, bool(r), bool(c)) for v, n, r, c in
-                  zip(t["value"], t["n"], t["ran"], t["calibrated"], strict=True)]
+    if measure == "generalisation_gap" and model != "all":  # both sides count: "n=Cal/Val"
+        n_text = [f"{int(a)}/{int(b)}" for a, b in zip(t["n_cal"], t["n_val"], strict=True)]
+        t["n"] = np.minimum(t["n_cal"], t["n_val"]).astype(int)
+    else:
+        n_text = [""] * len(t)
+    t["label"] = [_label(v, n, bool(r), bool(c), x) for v, n, r, c, x in
+                  zip(t["value"], t["n"], t["ran"], t["calibrated"], n_text, strict=True)]
     t["models"] = t["models"].fillna("")
     order = {v: i for i, v in enumerate(OBSERVED_VARIABLES)}
     t = t.assign(_v=t["variable"].map(order)).sort_values(["scenario", "_v"])
@@ -216,7 +225,8 @@ def _group_value(row: pd.Series, grouping: str) -> str:
         return "not stated"
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    return str(value)
+    text = str(value)  # a group's own word (outside the vocabulary) can be long
+    return text if len(text) <= GROUP_LABEL_LENGTH else text[:GROUP_LABEL_LENGTH - 1] + "…"
 
 
 def outcome_groups(service: DataService, grouping: str, outcome: str) -> pd.DataFrame:

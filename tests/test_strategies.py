@@ -321,6 +321,9 @@ def test_queries_shape_the_tables(service):
     nee = grid[(grid["scenario"] == 3) & (grid["variable"] == "NEE")].iloc[0]
     assert nee["label"] == "-0.38\nn=2"
     assert set(grid.loc[~grid["ran"], "label"]) == {sq.NOT_RUN}
+    gap = sq.scenario_grid(service, "A.v1", "generalisation_gap")
+    cell = gap[(gap["scenario"] == 1) & (gap["variable"] == "Qh")].iloc[0]
+    assert cell["label"] == "◆ +0.25\nn=2/1" and cell["n"] == 1
     across = sq.scenario_grid(service, "all", "median_misfit_reduction_cal")
     s1 = across[(across["scenario"] == 1) & (across["variable"] == "NEE")].iloc[0]
     assert s1["n"] == 3 and s1["label"] == "◆ +0.50\nn=3"

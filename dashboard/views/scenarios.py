@@ -132,7 +132,7 @@ class ScenariosView(pn.viewable.Viewer):
                                        width=int(300 * self.look.fontscale))
             button.on_click(partial(self.open_parameters, model))
             cards.append(pn.Column(pn.pane.HoloViews(self.grid(model)), button))
-        return pn.GridBox(*cards, ncols=3)
+        return pn.GridBox(*cards, ncols=2 if self.look.presentation else 3)
 
     def __panel__(self) -> pn.viewable.Viewable:
         self.service.tables()
@@ -142,7 +142,8 @@ class ScenariosView(pn.viewable.Viewer):
             "Protocol v2 §3.1: Scenario 1 calibrates on NEE + Qle + Qh (required); the optional "
             "Scenarios 2–6 on NEE, Qle, Qh, NEE + Qle and Qle + Qh. Each cell: the median over "
             "sites of the chosen measure for the posterior of that scenario against the prior, "
-            "with **n** the number of sites (across models: the number of models, each model's "
+            "with **n** the number of sites (for the gap: calibration/validation sites; "
+            "across models: the number of models, each model's "
             "median counted once). **◆** marks the variables the scenario calibrates; the other "
             "cells show what calibrating on some streams did to the rest (blue: better, red: "
             "worse). Grey: not run, or no site with enough data. Click a cell to open that "
