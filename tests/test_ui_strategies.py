@@ -111,3 +111,13 @@ def test_methods_view_loads_and_shows_file_text_as_text(page_checked, url):
     assert page.get_by_text("No model-information file from: B.v1").count() >= 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "methods-view.png"), full_page=True)
+
+
+def test_a_grid_button_opens_the_parameters_view_for_its_model(page_checked, url):
+    page = page_checked
+    page.goto(f"{url}/?view=scenarios&models=C.v1")
+    wait_idle(page)
+    assert "C.v1" in titles(page) and "A.v1" not in titles(page)  # ?models= limits the grids
+    page.get_by_role("button", name="Parameter shifts across scenarios").first.click()
+    page.wait_for_function("() => location.search.includes('view=parameters')", timeout=30000)
+    assert "models=C.v1" in page.url
