@@ -28,6 +28,10 @@ __all__ = ["FIELDS", "MAX_FILE_BYTES", "MODEL_INFO_COLUMNS", "REQUIRED", "VOCABU
 MAX_FILE_BYTES = 256 * 1024
 #: Longest free-text value kept (characters); longer text is cut and a warning says so.
 MAX_TEXT_LENGTH = 2000
+#: Most values (keys, items, text) a file may hold, YAML aliases counted each time used.
+MAX_NODES = 5000
+#: Most items in one list (references, uncertainties, scenarios).
+MAX_ITEMS = 100
 
 
 @dataclass(frozen=True)
@@ -212,13 +216,17 @@ def _text(value: Any, key: str, info: ModelInfo) -> str | None:
         return None
     text = _CONTROL.sub("", str(value)).strip()
     if len(text) > MAX_TEXT_LENGTH:
-        info.warnings.append(("long_text", f"{key} is {len(text)} characters long; the first "
-                                           f"{MAX_TEXT_LENGTH} are kept"))
+        message = (f"{key} is {len(text)} characters long; the first {MAX_TEXT_LENGTH} are "
+                   "kept")
+        if ("long_text", message) not in info.warnings:
+            info.warnings.append(("long_text", message))
         text = text[:MAX_TEXT_LENGTH] + "…"
     return text
 
 
 def _short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, (list, dict, tuple, set)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
     text = _CONTROL.sub("", str(value))
     return repr(text[:limit] + ("…" if len(text) > limit else ""))
 
@@ -237,11 +245,17 @@ def _parse_value(spec: FieldSpec, value: Any, info: ModelInfo) -> Any:
     key = spec.key
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if isinstance(value, list) and len(value) > MAX_ITEMS:
+        info.errors.append(("type", f"{key} has {len(value)} items; at most {MAX_ITEMS}"))
+        return None
     if spec.kind == "text":
         return _text(value, key, info)
     if spec.kind == "texts":
         items = [_text(v, key, info) for v in _as_list(value) if not isinstance(v, dict)]
         return [v for v in items if v]
+    if spec.kind in ("bool", "int", "word") and isinstance(value, (list, dict)):
+        info.errors.append(("type", f"{key} must be a single value, not {_short(value)}"))
+        return None
     if spec.kind == "bool":
         if isinstance(value, bool):
             return value
@@ -256,7 +270,8 @@ def _parse_value(spec: FieldSpec, value: Any, info: ModelInfo) -> Any:
         items = _as_list(value) if spec.kind == "ints" else [value]
         out = []
         for item in items:
-            if isinstance(item, bool) or not re.fullmatch(r"\s*\d+\s*", str(item)):
+            if (isinstance(item, (bool, list, dict))
+                    or not re.fullmatch(r"\s*\d+\s*", str(item))):
                 info.errors.append(("type", f"{key} must be a whole number"
                                             f"{'s' if spec.kind == 'ints' else ''} ≥ 0, not "
                                             f"{_short(item)}"))
@@ -318,6 +333,26 @@ def _load(path: Path, info: ModelInfo) -> Any:
         return None
 
 
+def _exceeds(data: Any, limit: int) -> bool:
+    """Whether ``data`` has more than ``limit`` values, aliases counted each time they are used.
+
+    YAML aliases let a small file stand for an exponentially large structure (the "billion
+    laughs"): it is refused before anything is converted to text. The walk stops at ``limit``.
+    """
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+    return False
+
+
 def read_model_info(path: str | Path) -> ModelInfo:
     """Parse and validate one model-information file; never raises.
 
@@ -341,6 +376,10 @@ def read_model_info(path: str | Path) -> ModelInfo:
     if not isinstance(data, dict):
         info.errors.append(("structure", f"{path.name}: must be a mapping of keys to values, "
                                          f"not {type(data).__name__}"))
+        return info
+    if _exceeds(data, MAX_NODES):
+        info.errors.append(("structure", f"{path.name}: holds more than {MAX_NODES} values "
+                                         "(counting YAML aliases as often as they are used)"))
         return info
     for raw_key, value in data.items():
         key = normalise_word(raw_key)

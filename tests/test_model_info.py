@@ -172,6 +172,28 @@ def test_oversized_files_are_refused(tmp_path):
     assert [c for c, _ in info.errors] == ["unreadable"] and info.values == {}
 
 
+def test_yaml_alias_bombs_are_refused(tmp_path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, "
+                     f"*{prev}, *{prev}, *{prev}, *{prev}]")
+    lines.append("description: *i")  # 10^9 values once expanded
+    info = read_model_info(_write(tmp_path, "X.v1_model_info.yaml", "\n".join(lines) + "\n"))
+    assert [c for c, _ in info.errors] == ["structure"] and info.values == {}
+
+
+def test_aliased_long_text_in_lists_and_flags_is_refused(tmp_path):
+    big = "x" * 100_000
+    text = (f"model: X\nversion: v1\nmethod: mcmc\nmulti_stream: simultaneous\nlai: prescribed"
+            f"\nnotes: &big {big}\nfire: [{', '.join(['*big'] * 50)}]\n"
+            f"references: [{', '.join(['*big'] * 500)}]\n")
+    info = read_model_info(_write(tmp_path, "X.v1_model_info.yaml", text))
+    assert sorted(c for c, _ in info.errors) == ["type", "type"]
+    assert "fire" not in info.values and "references" not in info.values
+    assert all(len(m) < 200 for _, m in info.errors)
+
+
 def test_long_text_is_cut_with_a_warning(tmp_path):
     text = ("model: X\nversion: v1\nmethod: mcmc\nmulti_stream: simultaneous\nlai: prognostic\n"
             f"notes: {'y' * 5000}\n")
