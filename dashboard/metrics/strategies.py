@@ -132,7 +132,7 @@ def scenario_table(misfit: pd.DataFrame, spread: pd.DataFrame,
     -------
     pandas.DataFrame
         Columns :data:`SCENARIO_SCHEMA`. Per-model rows (``model`` a model name): ``ran``
-        (the model submitted a posterior-like run of the scenario), ``n_cal`` / ``n_val``
+        (the model has a readable posterior-like run of the scenario), ``n_cal`` / ``n_val``
         calibration / validation sites with a misfit reduction, their medians (and the χ²
         reduction's with ``n_cal_chi2``), ``generalisation_gap`` = median at calibration sites
         − median at validation sites (NaN unless both sides have a case). Rows with
