@@ -19,6 +19,7 @@ import xarray as xr
 
 from loaders.cache import ByteLRU, cache_bytes
 from loaders.catalog import build_catalog
+from loaders.model_info import ModelInfo, read_model_info
 from loaders.readers import (
     _READ_LOCK,
     CalLMIPFileError,
@@ -119,6 +120,25 @@ class Archive:
     def parameter_files(self) -> pd.DataFrame:
         """Catalog rows of parameter tables."""
         return self.catalog[self.catalog["kind"] == "parameters"]
+
+    @property
+    def model_info_files(self) -> pd.DataFrame:
+        """Catalog rows of model-information files (protocol v2 §12), with ``model_id``."""
+        df = self.catalog[self.catalog["kind"] == "model_info"].copy()
+        df["model_id"] = df["model"] + "." + df["version"]
+        return df
+
+    def read_model_info(self, path: str) -> ModelInfo:
+        """Parse a model-information file (cached); its problems are in the result.
+
+        A file that cannot be used at all (unreadable, not YAML/JSON) is also recorded in
+        :attr:`errors`.
+        """
+        info = _opened("model_info", self._key(path), self.cache, read_model_info)
+        fatal = [m for c, m in info.errors if c in ("unreadable", "syntax", "structure")]
+        if fatal:
+            self._record(path, CalLMIPFileError(path, fatal[0].split(": ", 1)[-1]))
+        return info
 
     @property
     def unrecognised(self) -> pd.DataFrame:

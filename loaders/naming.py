@@ -12,9 +12,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["site_run", "global_run", "observation", "parameters", "unrecognised"]
+Kind = Literal["site_run", "global_run", "observation", "parameters", "model_info",
+               "unrecognised"]
 
-KINDS: tuple[str, ...] = ("site_run", "global_run", "observation", "parameters", "unrecognised")
+KINDS: tuple[str, ...] = ("site_run", "global_run", "observation", "parameters", "model_info",
+                          "unrecognised")
 STAGES: tuple[str, ...] = ("Prior", "Posterior", "Temporal", "Spatial")
 CAL_VAL: tuple[str, ...] = ("Cal", "Val")
 
@@ -51,6 +53,10 @@ _PLUMBER2 = re.compile(
 _PARAMETERS = re.compile(
     rf"^(?P<model>{MODEL_RE})\.(?P<version>{VERSION_RE})_Phase(?P<phase>1[ab])"
     r"_Scen(?P<scenario>[0-9]{1,3})_parameters\.csv\Z"
+)
+#: The model information table of protocol v2 §12 (:mod:`loaders.model_info`).
+_MODEL_INFO = re.compile(
+    rf"^(?P<model>{MODEL_RE})\.(?P<version>{VERSION_RE})_model_info\.(?P<ext>yaml|yml|json)\Z"
 )
 
 FREQUENCIES = ("daily", "monthly", "annual", "yearly")
@@ -190,6 +196,12 @@ def parse_name(name: str) -> ParsedName:
             name=base, kind="parameters", convention="parameters", model=g["model"],
             version=g["version"], phase=f"Phase{g['phase']}", scenario=int(g["scenario"]),
         )
+    if m := _MODEL_INFO.match(base):
+        g = m.groupdict()
+        return ParsedName(
+            name=base, kind="model_info", convention="model_info", model=g["model"],
+            version=g["version"], extra={"ext": g["ext"]},
+        )
     return ParsedName(name=base, kind="unrecognised", reason=diagnose_name(base))
 
 
@@ -228,6 +240,8 @@ def format_name(parsed: ParsedName) -> str:
         return f"{p.site}_{p.year_start:04d}-{p.year_end:04d}_{p.collection}_{filetype}.nc"
     if c == "parameters":
         return f"{p.model}.{p.version}_{p.phase}_Scen{p.scenario}_parameters.csv"
+    if c == "model_info":
+        return f"{p.model}.{p.version}_model_info.{p.extra.get('ext', 'yaml')}"
     raise ValueError(f"cannot format a name of convention {c!r} ({p.name!r})")
 
 
@@ -284,6 +298,9 @@ def diagnose_name(base: str) -> str:
     lower = base.lower()
     if base != base.strip() or any(ord(c) < 32 for c in base):
         return "the name contains white space or control characters at its ends or inside"
+    if "model_info" in lower:
+        return ("model information files must be named <model>.<version>_model_info.yaml "
+                "(or .yml, .json)")
     if not (lower.endswith(".nc") or lower.endswith(".csv")):
         last = base.rsplit(".", 1)[-1] if "." in base else ""
         ext = last if last and "_" not in last and len(last) <= 6 else ""

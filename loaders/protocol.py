@@ -423,6 +423,11 @@ SUBMISSION_SUFFIXES = (".nc", ".nc4", ".csv")
 
 
 def _dispatch(path: str, parsed: ParsedName, report: CheckReport, ctx: _Context) -> None:
+    from loaders.model_info import check_model_info, is_model_info
+
+    if is_model_info(path, parsed):  # the §12 model information table
+        check_model_info(path, parsed, report)
+        return
     if parsed.kind == "unrecognised" and not path.lower().endswith(SUBMISSION_SUFFIXES):
         report.skipped = (f"not a submission: only {', '.join(SUBMISSION_SUFFIXES)} files "
                           "named by the protocol are checked")

@@ -171,7 +171,7 @@ def improvements(raw_runs, sites, observations) -> pd.DataFrame:
 def test_every_file_name_parses_to_the_right_kind(demo, catalog, sites):
     assert (catalog["kind"] != "unrecognised").all(), catalog[catalog["kind"] == "unrecognised"]
     folders = {"obs": "observation", "site_runs": "site_run", "parameters": "parameters",
-               "global": "global_run"}
+               "global": "global_run", "model_info": "model_info"}
     for row in catalog.itertuples():
         top = Path(row.path).relative_to(demo).parts[0]
         assert folders[top] == row.kind, row.path

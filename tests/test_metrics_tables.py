@@ -147,7 +147,8 @@ def archive_root(tmp_path, monkeypatch):
 def test_tables_shapes_and_known_values(archive_root):
     tables = compute_tables(archive_root, min_n=DEFAULT_MIN_N)
     assert list(tables) == list(TABLE_NAMES) == ["site_scores", "misfit_reduction", "spread",
-                                                 "parameters", "summary"]
+                                                 "parameters", "summary", "scenarios",
+                                                 "methods"]
     sc = tables["site_scores"]
     # 11 readable runs (4 per site, the Scen2 posterior, the Scen3 pair) x 3 variables
     assert len(sc) == 11 * 3
@@ -282,7 +283,8 @@ def test_cache_memory_then_disk_and_invalidation(archive_root):
 def test_json_via_cli(archive_root, capsys):
     assert main(["metrics", str(archive_root), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert list(out) == ["site_scores", "misfit_reduction", "spread", "parameters", "summary"]
+    assert list(out) == ["site_scores", "misfit_reduction", "spread", "parameters", "summary",
+                         "scenarios", "methods"]
     row = out["site_scores"][0]
     assert isinstance(row["n"], int) and isinstance(row["insufficient"], bool)
     assert all(isinstance(v, (str, int, float, bool, type(None)))

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     Calibrations = dict[tuple[str, int], Calibration]
 
 #: Version of the generator; part of the cache folder name and of the ``COMPLETE`` marker.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"  # 3: model-information files (issue #16)
 #: Environment variable naming the demo folder (instead of the per-user cache).
 DEMO_DIR_ENV = "CALLMIP_DEMO_DIR"
 #: Marker written last into a finished cached archive.
@@ -106,7 +106,8 @@ def generate_archive(out: str | os.PathLike[str], seed: int = 0, resolution: flo
     ----------
     out : str or path-like
         Output folder (created; files of a previous generation are overwritten). It receives
-        ``obs/``, ``site_runs/<model>.<version>/``, ``parameters/`` and ``global/``.
+        ``obs/``, ``site_runs/<model>.<version>/``, ``parameters/``, ``model_info/`` and
+        ``global/``.
     seed : int, default 0
         Random seed: the same seed gives the same data values, another seed other values.
     resolution : float, default 2.0
@@ -162,6 +163,7 @@ def _generate(root: Path, seed: int, resolution: float, years: tuple[int, int],
               global_runs: bool) -> Path:
     from dashboard.demo.calibration import calibrate
     from dashboard.demo.meteorology import site_forcing
+    from dashboard.demo.model_info import write_model_info
     from dashboard.demo.observations import make_observations
     from dashboard.demo.process_model import site_drivers
     from loaders.variables import SCENARIO_VARIABLES
@@ -192,6 +194,7 @@ def _generate(root: Path, seed: int, resolution: float, years: tuple[int, int],
         for model in models:
             bar.set_postfix_str(f"writing {model.name}")
             _write_model(root, model, forcing, drivers, calibrations, seed, bar)
+            write_model_info(root / "model_info", model)
         if global_runs:
             _write_global(root / "global", [m for m in models if m.global_runs],
                           calibrations, resolution, years, seed, bar)

@@ -1,7 +1,7 @@
 """The metric tables of a whole archive (``callmip metrics`` and the dashboard share them).
 
 :func:`compute_tables` opens every site run, observation file and parameter table of an archive
-once and returns five tidy tables (a :class:`MetricTables` dict, keys in this order):
+once and returns seven tidy tables (a :class:`MetricTables` dict, keys in this order):
 
 ``site_scores``
     One row per (model, version, scenario, site, cal_val, stage, variable) for the comparison
@@ -47,6 +47,15 @@ once and returns five tidy tables (a :class:`MetricTables` dict, keys in this or
       misfit reduction − median validation-site misfit reduction, with ``n_cal`` and ``n_val``
       cases; positive = the calibration helps less where it was not fitted. NaN unless both
       sides have at least one case.
+
+``scenarios``
+    The scenario × variable grid per model (all six scenarios of protocol v2 §3.1, ``ran`` and
+    ``calibrated`` marks) and across models (``model = "all"``), with cases and models counted:
+    :func:`dashboard.metrics.strategies.scenario_table`.
+``methods``
+    One row per model: its model-information file (protocol v2 §12, ``info_status =
+    "missing"`` without one) beside its Scenario 1 outcomes:
+    :func:`dashboard.metrics.strategies.methods_table`.
 
 The boolean column ``dates_inferred``, last in ``site_scores`` and ``misfit_reduction``, is
 ``True`` when a run's dates were inferred from the protocol's time conventions (v2 §6.2) rather
@@ -100,11 +109,11 @@ __all__ = ["DEFAULT_MIN_N", "METRICS_VERSION", "TABLE_NAMES", "MetricTables", "c
 log = logging.getLogger(__name__)
 
 #: Version of the metric definitions and table layout; bump it to invalidate disk caches.
-METRICS_VERSION = 2  # 2: dates_inferred column (issue #10)
+METRICS_VERSION = 3  # 2: dates_inferred column (issue #10); 3: scenarios, methods (#16)
 
 #: Keys of :func:`compute_tables`, in order.
 TABLE_NAMES: tuple[str, ...] = ("site_scores", "misfit_reduction", "spread", "parameters",
-                                "summary")
+                                "summary", "scenarios", "methods")
 
 #: Variables compared with observations (defined once, in :mod:`loaders.variables`).
 COMPARISON_VARIABLES: tuple[str, ...] = OBSERVED_VARIABLES
@@ -301,7 +310,25 @@ def _compute(archive: Any, min_n: int, progress: bool) -> dict[str, pd.DataFrame
         "spread": spread,
         "parameters": parameters,
         "summary": summarise(misfit, spread),
+        **_strategy_tables(archive, site_scores, misfit, spread, parameters),
     }
+
+
+def _strategy_tables(archive: Any, site_scores: pd.DataFrame, misfit: pd.DataFrame,
+                     spread: pd.DataFrame, parameters: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The ``scenarios`` and ``methods`` tables (:mod:`dashboard.metrics.strategies`)."""
+    from dashboard.metrics.strategies import methods_table, scenario_table
+
+    infos = {}
+    for row in archive.model_info_files.sort_values("path").itertuples(index=False):
+        if row.model_id in infos:  # a .yaml and a .json: the first in path order counts
+            archive.errors[row.path] = (f"a second model-information file for {row.model_id} "
+                                        f"(ignored; {infos[row.model_id][0]} is used)")
+            continue
+        infos[row.model_id] = (row.path, archive.read_model_info(row.path))
+    models = archive.model_ids()
+    return {"scenarios": scenario_table(misfit, spread, models),
+            "methods": methods_table(infos, models, misfit, site_scores, parameters)}
 
 
 def _score_site(archive: Any, site: str, runs: pd.DataFrame, igbp: dict[str, str],
@@ -607,9 +634,9 @@ def compute_tables(root_or_archive: Any, *, min_n: int = DEFAULT_MIN_N,
     Returns
     -------
     MetricTables
-        A dict with keys ``site_scores, misfit_reduction, spread, parameters, summary`` (in that
-        order; columns in the module docstring) and the attribute ``errors`` (unreadable
-        files).
+        A dict with keys ``site_scores, misfit_reduction, spread, parameters, summary,
+        scenarios, methods`` (in that order; columns in the module docstring) and the
+        attribute ``errors`` (unreadable files).
 
     Raises
     ------
