@@ -1,5 +1,7 @@
-"""Queries of the Parameters view: pure pandas on the ``parameters`` and ``misfit_reduction``
-metric tables of a :class:`~dashboard.service.DataService` (no Panel, no HoloViews).
+"""Queries of the Parameters view (pure pandas, no Panel, no HoloViews).
+
+They read the ``parameters`` and ``misfit_reduction`` metric tables of a
+:class:`~dashboard.service.DataService`.
 
 Every frame returned is the caller's own copy. The definitions (uncertainty reduction, position
 in the prior range, intervals, edge hitting) live in :mod:`dashboard.metrics.parameters`; this
@@ -65,12 +67,14 @@ def _all_rows(service: DataService) -> pd.DataFrame:
         df["pft"] = pft.where(~pft.isin(["", "nan", "None"]), "all")
         name = df["parameter"].astype(str).str.strip()
         df["parameter"] = name
-        df["label"] = np.where(df["pft"] == "all", name, name + " (" + df["pft"] + ")")
         if "problems" not in df.columns:
             df["problems"] = ""
         df["problems"] = df["problems"].fillna("").astype(str)
         if "row" not in df.columns:
             df["row"] = pd.NA
+        # A row without a name is still drawn, under the line it came from.
+        name = name.where(name != "", "(unnamed, row " + df["row"].astype(str) + ")")
+        df["label"] = np.where(df["pft"] == "all", name, name + " (" + df["pft"] + ")")
         df["file"] = [expected_file(m, s) for m, s in zip(df["model_id"], df["scenario"],
                                                            strict=True)]
         df["scenario"] = df["scenario"].astype("int64")
@@ -79,11 +83,19 @@ def _all_rows(service: DataService) -> pd.DataFrame:
     return service.frame(("parameter_rows",), compute)
 
 
-def _shown(service: DataService, models: Sequence[str]) -> list[str]:
+def shown_models(service: DataService, models: Sequence[str]) -> list[str]:
     """Shown models: the chosen ones that exist, or all models (with runs or tables)."""
-    available = sorted(set(service.model_ids()) | set(_all_rows(service)["model_id"]))
+    files = service.archive.parameter_files
+    available = sorted(set(service.model_ids()) | set(_all_rows(service)["model_id"])
+                       | set(files["model"].astype(str) + "." + files["version"].astype(str)))
     chosen = [m for m in models if m in available]
     return chosen or available
+
+
+def table_counts(service: DataService) -> dict[str, int]:
+    """Number of scenarios with a parameter table, per model."""
+    rows = _all_rows(service)
+    return {str(k): int(v) for k, v in rows.groupby("model_id")["scenario"].nunique().items()}
 
 
 def filter_options(service: DataService, scenario: int) -> tuple[list[str], list[str]]:
@@ -117,7 +129,8 @@ def parameter_frame(service: DataService, scenario: int, models: Sequence[str] =
         prior range). Sorted by process, parameter, PFT and model.
     """
     rows = _all_rows(service)
-    keep = (rows["scenario"] == int(scenario)) & rows["model_id"].isin(_shown(service, models))
+    shown = shown_models(service, models)
+    keep = (rows["scenario"] == int(scenario)) & rows["model_id"].isin(shown)
     if processes:
         keep &= rows["process"].isin(list(processes))
     if pfts:
@@ -206,7 +219,7 @@ def missing_tables(service: DataService, scenario: int, models: Sequence[str] = 
     files = service.archive.parameter_files
     errors = service.archive.errors
     out = []
-    for model in _shown(service, models):
+    for model in shown_models(service, models):
         if model in with_table:
             continue
         found = files[(files["model"] + "." + files["version"] == model)
@@ -255,6 +268,8 @@ def row_problems(frame: pd.DataFrame) -> pd.DataFrame:
     if not items:
         return pd.DataFrame(columns=["file", "rows", "parameters", "problem"])
     df = pd.DataFrame(items)
+    df = df.assign(_order=pd.to_numeric(df["row"], errors="coerce")).sort_values(
+        "_order", kind="stable", na_position="last")
     out = df.groupby(["file", "problem"], sort=True).agg(
         rows=("row", lambda s: ", ".join(str(int(v)) for v in s if pd.notna(v))),
         parameters=("parameter", lambda s: ", ".join(dict.fromkeys(v or "(empty)" for v in s))),
@@ -263,7 +278,7 @@ def row_problems(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def process_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Median uncertainty reduction per process × model, with n parameters.
+    r"""Median uncertainty reduction per process × model, with n parameters.
 
     Parameters
     ----------

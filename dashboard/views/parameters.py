@@ -55,7 +55,8 @@ def hover_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Add the hover's text columns (raw values in the table's units) to a parameter frame."""
     df = frame.copy()
     df["prior_text"] = [
-        f"{_g(v)} in [{_g(lo)}, {_g(hi)}], σ {_g(sd)} ({'given' if src == 'prior_sd' else 'uniform'})"
+        f"{_g(v)} in [{_g(lo)}, {_g(hi)}], σ {_g(sd)}"
+        f" ({'given' if src == 'prior_sd' else 'uniform'})"
         for v, lo, hi, sd, src in zip(df["prior_value"], df["prior_min"], df["prior_max"],
                                       df["prior_sd_used"], df["prior_sd_source"], strict=True)]
     df["posterior_text"] = [
@@ -75,6 +76,29 @@ def hover_text(frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("long_name", "units", "process", "pft", "parameter", "model_id"):
         df[col] = df[col].fillna("").astype(str)
     return df
+
+
+def _cols(frame: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
+    """Only ``columns`` of ``frame``, as plain arrays (text as objects).
+
+    HoloViews computes the range of every column of an element's data on every render;
+    handing it the whole parameter frame (~50 columns) made each plot take seconds.
+    """
+    out: dict[str, np.ndarray] = {}
+    for c in dict.fromkeys(columns):
+        values = frame[c]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            out[c] = values.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            out[c] = values.astype(object).to_numpy()
+    return out
+
+
+def _element(kind: type, frame: pd.DataFrame, kdims: list[str], vdims: list[str] | None = None
+             ) -> hv.Element:
+    """A HoloViews element holding only its own columns of ``frame`` (dictionary backend)."""
+    vdims = vdims or []
+    return kind(_cols(frame, [*kdims, *vdims]), kdims, vdims, datatype=["dictionary"])
 
 
 class ParametersView(pn.viewable.Viewer):
@@ -108,9 +132,12 @@ class ParametersView(pn.viewable.Viewer):
 
     # -- widget options following the selection -------------------------------------------
     def _models(self, models: list[str]) -> list[str]:
+        """Shown models with a table in the scenario, those with most scenarios first."""
         frame = pq.parameter_frame(self.service, self.selection.scenario, models)
         with_rows = sorted(frame["model_id"].unique())
-        return with_rows or sorted(pq._shown(self.service, models))
+        counts = pq.table_counts(self.service)
+        return (sorted(with_rows, key=lambda m: (-counts.get(m, 0), m))
+                or sorted(pq.shown_models(self.service, models)))
 
     def _on_selection(self, *events: param.parameterized.Event) -> None:
         s = self.selection
@@ -161,45 +188,65 @@ class ParametersView(pn.viewable.Viewer):
             return self._empty(f"No parameter to draw for Scenario {scenario} "
                                "(see the messages above)")
         rows = self._colours(hover_text(rows))
-        data = for_holoviews(rows)
-        scale = self.look.fontscale
-        bounds = hv.Segments(pd.DataFrame({"x0": [0.0, 1.0], "y0": [rows["y"].min() - 0.7] * 2,
-                                           "x1": [0.0, 1.0], "y1": [0.7, 0.7]}),
-                             ["x0", "y0", "x1", "y1"]).opts(
-            color=self.look.fg, line_dash="dashed", line_alpha=0.5, line_width=1)
-        prior_int = hv.Segments(data, ["prior_lo_norm", "y", "prior_hi_norm", "y"]).opts(
-            color=self.look.muted_colour, line_alpha=0.55, line_width=7 * scale)
-        post_int = hv.Segments(data, ["posterior_lo_norm", "y", "posterior_hi_norm", "y"],
-                               ["colour"]).opts(color="colour", line_width=2.5 * scale)
-        prior_val = hv.Scatter(data, "prior_value_norm", ["y"]).opts(
-            marker="circle", size=8 * scale, fill_color=self.look.bg,
-            line_color=self.look.fg, line_width=1.2)
-        edges = data[rows["edge_hitting"].fillna(False).astype(bool).to_numpy()]
-        edge = hv.Scatter(edges, "posterior_value_norm", ["y"]).opts(
-            marker="square", size=15 * scale, fill_alpha=0, line_color=EDGE_COLOUR,
-            line_width=2)
-        post_val = hv.Scatter(data, "posterior_value_norm", ["y", "colour", *_HOVER_COLUMNS]
-                              ).opts(color="colour", size=9 * scale, line_color=self.look.fg,
-                                     line_width=0.6, tools=["hover"], hover_tooltips=HOVER)
-        firsts = rows.drop_duplicates("process")
-        process_labels = hv.Labels(
-            for_holoviews(pd.DataFrame({"x": 1.04, "y": firsts["y"].to_numpy(),
-                                        "process": firsts["process"].to_numpy()})),
-            ["x", "y"], "process").opts(
-            text_align="left", text_color=self.look.fg, text_font_style="italic",
-            text_font_size=f"{int(10 * scale)}pt")
+        layers = self._interval_layers(rows, [], HOVER, 1.0)
+        process_labels = self._process_labels(rows, 1.04)
         separators = self._separators(rows, -0.06, 1.45)
+        bounds = self._vlines(rows["y"].min() - 0.7, 0.7)
         title = (f"Scenario {scenario}: parameters in their prior range — posterior 5–95 % "
                  "(colour) over prior 5–95 % (grey)")
         if self.look.presentation:
             title = f"Scenario {scenario}: parameters in their prior range"
-        return (bounds * separators * prior_int * post_int * prior_val * edge * post_val
-                * process_labels).opts(
+        return (bounds * separators * layers * process_labels).opts(
             hv.opts.Overlay(title=title, xlim=(-0.06, 1.45),
                             ylim=(rows["y"].min() - 0.8, 0.8), yticks=self._ticks(rows),
                             xticks=[0, 0.25, 0.5, 0.75, 1.0],
                             xlabel="position in the prior range (0 = prior_min, 1 = prior_max)",
                             ylabel="", height=self._height(len(rows)), **self._common()))
+
+    def _interval_layers(self, rows: pd.DataFrame, extra: list[str],
+                         tooltips: list[tuple[str, str]], size: float) -> hv.Overlay:
+        """The interval glyphs of rows with ``y`` and ``colour``.
+
+        Prior interval (grey), posterior interval (model colour), prior ○, posterior ● (with
+        the hover) and the edge flag □.
+        """
+        scale = self.look.fontscale * size
+        prior_int = _element(hv.Segments, rows, ["prior_lo_norm", "y", "prior_hi_norm", "y"]
+                             ).opts(color=self.look.muted_colour, line_alpha=0.55,
+                                    line_width=7 * scale)
+        post_int = _element(hv.Segments, rows,
+                            ["posterior_lo_norm", "y", "posterior_hi_norm", "y"], ["colour"]
+                            ).opts(color="colour", line_width=2.5 * scale)
+        prior_val = _element(hv.Scatter, rows, ["prior_value_norm"], ["y"]).opts(
+            marker="circle", size=8 * scale, fill_color=self.look.bg,
+            line_color=self.look.fg, line_width=1.2)
+        edges = rows[rows["edge_hitting"].fillna(False).astype(bool).to_numpy()]
+        edge = _element(hv.Scatter, edges, ["posterior_value_norm"], ["y"]).opts(
+            marker="square", size=15 * scale, fill_alpha=0, line_color=EDGE_COLOUR,
+            line_width=2)
+        post_val = _element(hv.Scatter, rows, ["posterior_value_norm"],
+                            ["y", "colour", *extra, *_HOVER_COLUMNS]).opts(
+            color="colour", size=9 * scale, line_color=self.look.fg, line_width=0.6,
+            tools=["hover"], hover_tooltips=tooltips)
+        return prior_int * post_int * prior_val * edge * post_val
+
+    def _process_labels(self, rows: pd.DataFrame, x: float) -> hv.Labels:
+        """The name of each process at the height of its first row, at ``x``."""
+        firsts = rows.drop_duplicates("process")
+        frame = pd.DataFrame({"x": x, "y": firsts["y"].to_numpy(dtype="float64"),
+                              "process": firsts["process"].astype(object).to_numpy()})
+        return hv.Labels(frame, ["x", "y"], "process").opts(
+            text_align="left", text_color=self.look.fg, text_font_style="italic",
+            text_font_size=f"{int(10 * self.look.fontscale)}pt")
+
+    def _vlines(self, y0: float, y1: float, xs: tuple[float, ...] = (0.0, 1.0),
+                dashed: bool = True) -> hv.Segments:
+        """Vertical reference lines (the prior bounds, or zero) from ``y0`` to ``y1``."""
+        frame = pd.DataFrame({"x0": list(xs), "y0": [y0] * len(xs), "x1": list(xs),
+                              "y1": [y1] * len(xs)})
+        return hv.Segments(frame, ["x0", "y0", "x1", "y1"]).opts(
+            color=self.look.fg, line_dash="dashed" if dashed else "solid",
+            line_alpha=0.5 if dashed else 0.8, line_width=1)
 
     def _separators(self, rows: pd.DataFrame, x0: float, x1: float) -> hv.Segments:
         """Thin horizontal lines between processes."""
@@ -219,23 +266,23 @@ class ParametersView(pn.viewable.Viewer):
         bars = rows.assign(x0=0.0, x1=ur.fillna(0.0), y0=rows["y"] - 0.4, y1=rows["y"] + 0.4)
         lowest = float(np.nanmin(np.append(ur.to_numpy(), 0.0)))
         xmin = min(-0.1, lowest - 0.05)
-        rects = hv.Rectangles(for_holoviews(bars), ["x0", "y0", "x1", "y1"],
-                              ["colour", *_HOVER_COLUMNS]).opts(
+        rects = _element(hv.Rectangles, bars, ["x0", "y0", "x1", "y1"],
+                         ["colour", *_HOVER_COLUMNS]).opts(
             color="colour", line_color=None, tools=["hover"], hover_tooltips=HOVER)
         unknown = rows[ur.isna().to_numpy()]
         notes = hv.Labels(for_holoviews(pd.DataFrame({"x": 0.01, "y": unknown["y"].to_numpy(),
                                                       "text": "σ unknown"})),
-                          ["x", "y"], "text").opts(text_align="left", text_color=self.look.fg,
-                                                   text_font_size=f"{int(8 * self.look.fontscale)}pt")
-        lines = hv.Segments(pd.DataFrame({"x0": [0.0, 1.0], "y0": [rows["y"].min() - 0.7] * 2,
-                                          "x1": [0.0, 1.0], "y1": [0.7, 0.7]}),
-                            ["x0", "y0", "x1", "y1"]).opts(color=self.look.fg, line_width=1,
-                                                           line_dash="dashed", line_alpha=0.5)
+                          ["x", "y"], "text").opts(
+            text_align="left", text_color=self.look.fg,
+            text_font_size=f"{int(8 * self.look.fontscale)}pt")
+        lines = self._vlines(rows["y"].min() - 0.7, 0.7)
         label = pq.SORTS.get(sort, sort)
-        return (lines * self._separators(rows, xmin, 1.05) * rects * notes).opts(
+        return (lines * self._separators(rows, xmin, 1.45) * rects * notes
+                * self._process_labels(rows, 1.04)).opts(
             hv.opts.Overlay(title=f"Uncertainty reduction 1 − σ_post/σ_prior, Scenario "
                                   f"{scenario} (ordered by {label})",
-                            xlim=(xmin, 1.05), ylim=(rows["y"].min() - 0.8, 0.8),
+                            xlim=(xmin, 1.45), xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
+                            ylim=(rows["y"].min() - 0.8, 0.8),
                             yticks=self._ticks(rows), ylabel="",
                             xlabel="uncertainty reduction (1: pinned down, 0: nothing learnt, "
                                    "< 0: wider than the prior)",
@@ -255,12 +302,18 @@ class ParametersView(pn.viewable.Viewer):
             hover_tooltips=[("model", "@model_id"), ("process", "@process"),
                             ("median uncertainty reduction", "@median_reduction{0.00}"),
                             ("parameters (n)", "@n"), ("ending on a bound", "@n_edge")])
-        labels = hv.Labels(data, ["model_id", "process"], "label").opts(
-            text_color="#222222", text_font_size=f"{int(9 * self.look.fontscale)}pt")
+        # Dark text on light cells, white on the dark ends of the colour map.
+        strong = (summary["median_reduction"].abs() > 0.55).to_numpy()
+        size = f"{int(9 * self.look.fontscale)}pt"
+        labels = (hv.Labels(data[~strong], ["model_id", "process"], "label").opts(
+                      text_color="#222222", text_font_size=size)
+                  * hv.Labels(data[strong], ["model_id", "process"], "label").opts(
+                      text_color="#ffffff", text_font_size=size))
         n_proc = summary["process"].nunique()
         return (heat * labels).opts(hv.opts.Overlay(
             title=f"Which processes did calibration constrain? Scenario {scenario}",
             xlabel="", ylabel="", xrotation=20 if summary["model_id"].nunique() > 3 else 0,
+            invert_yaxis=True,
             height=int(170 + 46 * n_proc * self.look.fontscale), **self._common()))
 
     def shifts(self, scenario: int, model: str | None, processes: list[str],
@@ -274,19 +327,17 @@ class ParametersView(pn.viewable.Viewer):
         rows = self._colours(hover_text(rows))
         shift = rows["shift_norm"].astype("float64")
         bars = rows.assign(x0=0.0, x1=shift, y0=rows["y"] - 0.4, y1=rows["y"] + 0.4)
-        rects = hv.Rectangles(for_holoviews(bars), ["x0", "y0", "x1", "y1"],
-                              ["colour", "shift_text", *_HOVER_COLUMNS]).opts(
+        rects = _element(hv.Rectangles, bars, ["x0", "y0", "x1", "y1"],
+                         ["colour", "shift_text", *_HOVER_COLUMNS]).opts(
             color="colour", line_color=None, tools=["hover"],
             hover_tooltips=[*HOVER[:5], ("shift", "@shift_text"), *HOVER[5:]])
         edges = rows[rows["edge_hitting"].fillna(False).astype(bool).to_numpy()]
-        edge = hv.Scatter(for_holoviews(edges.assign(x=edges["shift_norm"])), "x", ["y"]).opts(
+        edge = _element(hv.Scatter, edges.assign(x=edges["shift_norm"]), ["x"], ["y"]).opts(
             marker="square", size=13 * self.look.fontscale, fill_alpha=0,
             line_color=EDGE_COLOUR, line_width=2)
-        zero = hv.Segments(pd.DataFrame({"x0": [0.0], "y0": [rows["y"].min() - 0.7],
-                                         "x1": [0.0], "y1": [0.7]}),
-                           ["x0", "y0", "x1", "y1"]).opts(color=self.look.fg, line_width=1)
+        zero = self._vlines(rows["y"].min() - 0.7, 0.7, (0.0,), dashed=False)
         return (zero * self._separators(rows, -1.05, 1.05) * rects * edge).opts(
-            hv.opts.Overlay(title=f"{model}: posterior − prior (prior-range units)",
+            hv.opts.Overlay(title=f"{model}: parameter shifts",
                             xlim=(-1.05, 1.05), ylim=(rows["y"].min() - 0.8, 0.8),
                             yticks=self._ticks(rows), ylabel="",
                             xlabel="shift (−: towards prior_min, +: towards prior_max)",
@@ -316,7 +367,7 @@ class ParametersView(pn.viewable.Viewer):
             df["value"] >= 0, 0.08, -0.08) * (top - bottom))), ["variable", "y"], "text").opts(
             text_color=self.look.fg, text_font_size=f"{int(9 * self.look.fontscale)}pt")
         return (bars * labels).opts(hv.opts.Overlay(
-            title=f"{model}: misfit reduction, calibration sites (median, n sites)",
+            title=f"{model}: misfit reduction (calibration sites)",
             ylim=(bottom - pad, top + pad), xlabel="",
             ylabel="1 − RMSE_post / RMSE_prior",
             height=int(320 * self.look.fontscale), **self._common()))
@@ -328,29 +379,14 @@ class ParametersView(pn.viewable.Viewer):
             return self._empty("Choose a model and a parameter")
         df = self._colours(hover_text(df))
         df["y"] = -np.arange(len(df), dtype="float64")
-        data = for_holoviews(df)
-        scale = self.look.fontscale
-        prior_int = hv.Segments(data, ["prior_lo_norm", "y", "prior_hi_norm", "y"]).opts(
-            color=self.look.muted_colour, line_alpha=0.55, line_width=9 * scale)
-        post_int = hv.Segments(data, ["posterior_lo_norm", "y", "posterior_hi_norm", "y"],
-                               ["colour"]).opts(color="colour", line_width=3 * scale)
-        prior_val = hv.Scatter(data, "prior_value_norm", ["y"]).opts(
-            marker="circle", size=9 * scale, fill_color=self.look.bg, line_color=self.look.fg)
-        edges = data[df["edge_hitting"].fillna(False).astype(bool).to_numpy()]
-        edge = hv.Scatter(edges, "posterior_value_norm", ["y"]).opts(
-            marker="square", size=16 * scale, fill_alpha=0, line_color=EDGE_COLOUR,
-            line_width=2)
-        post_val = hv.Scatter(data, "posterior_value_norm",
-                              ["y", "colour", "misfit", "scenario_label", *_HOVER_COLUMNS]).opts(
-            color="colour", size=10 * scale, line_color=self.look.fg, line_width=0.6,
-            tools=["hover"], hover_tooltips=[("scenario", "@scenario_label"), *HOVER[1:],
-                                             ("misfit reduction (cal. sites)", "@misfit")])
-        bounds = hv.Segments(pd.DataFrame({"x0": [0.0, 1.0], "y0": [df["y"].min() - 0.6] * 2,
-                                           "x1": [0.0, 1.0], "y1": [0.6, 0.6]}),
-                             ["x0", "y0", "x1", "y1"]).opts(
-            color=self.look.fg, line_dash="dashed", line_alpha=0.5, line_width=1)
+        layers = self._interval_layers(
+            df, ["misfit", "scenario_label"], [("scenario", "@scenario_label"), *HOVER[1:],
+                                               ("misfit reduction (cal. sites)", "@misfit")],
+            1.1)
+        bounds = self._vlines(df["y"].min() - 0.6, 0.6)
         ticks = [(float(y), str(t)) for y, t in zip(df["y"], df["scenario_label"], strict=True)]
-        return (bounds * prior_int * post_int * prior_val * edge * post_val).opts(
+        scale = self.look.fontscale
+        return (bounds * layers).opts(
             hv.opts.Overlay(title=f"{model}: {label} across scenarios", xlim=(-0.06, 1.06),
                             ylim=(df["y"].min() - 0.7, 0.7), yticks=ticks, ylabel="",
                             xlabel="position in the prior range",
