@@ -112,19 +112,19 @@ class ParametersView(pn.viewable.Viewer):
         super().__init__(**params)
         s = self.selection
         processes, pfts = pq.filter_options(self.service, s.scenario)
-        self.process = pn.widgets.MultiChoice(name="Processes (none: all)", options=processes,
+        self.process = pn.widgets.MultiChoice(label="Processes (none: all)", options=processes,
                                               sizing_mode="stretch_width")
-        self.pft = pn.widgets.MultiChoice(name="Plant functional types (none: all)",
+        self.pft = pn.widgets.MultiChoice(label="Plant functional types (none: all)",
                                           options=pfts, sizing_mode="stretch_width")
-        self.sort = pn.widgets.Select(name="Order parameters by",
+        self.sort = pn.widgets.Select(label="Order parameters by",
                                       options={label: key for key, label in pq.SORTS.items()},
                                       value="process", sizing_mode="stretch_width")
         models = self._models(s.models)
-        self.focus = pn.widgets.Select(name="Model (shifts and scenarios)", options=models,
+        self.focus = pn.widgets.Select(label="Model (shifts and scenarios)", options=models,
                                        value=models[0] if models else None,
                                        sizing_mode="stretch_width")
         labels = pq.parameter_labels(self.service, self.focus.value) if models else []
-        self.parameter = pn.widgets.Select(name="Parameter (across scenarios)", options=labels,
+        self.parameter = pn.widgets.Select(label="Parameter (across scenarios)", options=labels,
                                            value=labels[0] if labels else None,
                                            sizing_mode="stretch_width")
         s.param.watch(self._on_selection, ["scenario", "models"])
@@ -298,7 +298,7 @@ class ParametersView(pn.viewable.Viewer):
         heat = hv.HeatMap(data, ["model_id", "process"],
                           ["median_reduction", "n", "n_edge", "label"]).opts(
             cmap=DIVERGING, clim=(-1, 1), colorbar=True, clipping_colors={"NaN": "#bdbdbd"},
-            tools=["hover"], clabel="median uncertainty reduction",
+            tools=["hover"], clabel="median reduction",
             hover_tooltips=[("model", "@model_id"), ("process", "@process"),
                             ("median uncertainty reduction", "@median_reduction{0.00}"),
                             ("parameters (n)", "@n"), ("ending on a bound", "@n_edge")])
@@ -314,7 +314,8 @@ class ParametersView(pn.viewable.Viewer):
             title=f"Which processes did calibration constrain? Scenario {scenario}",
             xlabel="", ylabel="", xrotation=20 if summary["model_id"].nunique() > 3 else 0,
             invert_yaxis=True,
-            height=int(170 + 46 * n_proc * self.look.fontscale), **self._common()))
+            height=int(max(300, 170 + 46 * n_proc * self.look.fontscale)),
+            **self._common()))
 
     def shifts(self, scenario: int, model: str | None, processes: list[str],
                pfts: list[str]) -> hv.Overlay:
