@@ -12,15 +12,7 @@ from dashboard.server import start_server
 from tests.appdata import build_app_archive
 from tests.conftest import CHROMIUM
 from tests.test_parameters_view import BAD, GOOD, _write
-from tests.test_ui import (  # noqa: F401  (watched is a fixture)
-    ARTIFACTS,
-    LAYOUT_JS,
-    _free_port,
-    _overlaps,
-    titles,
-    wait_idle,
-    watched,
-)
+from tests.test_ui import ARTIFACTS, LAYOUT_JS, _free_port, _overlaps, titles, wait_idle
 
 pytestmark = [
     pytest.mark.ui,
@@ -37,6 +29,19 @@ TICK_LABELS_JS = """() => [...Bokeh.documents[0].all_models]
                    return v && v.parent && v.parent.el && v.parent.el.isConnected; })
     .flatMap(m => [...m.major_label_overrides.values()])
     .map(v => typeof v === 'string' ? v : (v.text || ''))"""
+
+
+@pytest.fixture
+def watched(page):
+    """The page, failing the test on any page error or any request leaving this machine."""
+    errors, external = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: external.append(r.url)
+            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")) else None)
+    page.set_viewport_size({"width": 1600, "height": 1100})
+    yield page
+    assert not errors, f"page errors: {errors}"
+    assert not external, f"requests left the machine: {external}"
 
 
 @pytest.fixture(scope="module")
