@@ -276,11 +276,12 @@ class ParametersView(pn.viewable.Viewer):
             text_align="left", text_color=self.look.fg,
             text_font_size=f"{int(8 * self.look.fontscale)}pt")
         lines = self._vlines(rows["y"].min() - 0.7, 0.7)
-        label = pq.SORTS.get(sort, sort)
+        title = f"Uncertainty reduction 1 − σ_post/σ_prior, Scenario {scenario}"
+        if self.look.presentation:
+            title = f"Uncertainty reduction, Scenario {scenario}"
         return (lines * self._separators(rows, xmin, 1.45) * rects * notes
                 * self._process_labels(rows, 1.04)).opts(
-            hv.opts.Overlay(title=f"Uncertainty reduction 1 − σ_post/σ_prior, Scenario "
-                                  f"{scenario} (ordered by {label})",
+            hv.opts.Overlay(title=title,
                             xlim=(xmin, 1.45), xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
                             ylim=(rows["y"].min() - 0.8, 0.8),
                             yticks=self._ticks(rows), ylabel="",
