@@ -247,7 +247,9 @@ def test_view_objects_on_the_tiny_archive(service):
     messages = view.messages(1, [], [], [])
     html = " ".join(str(getattr(o, "object", "")) for o in messages.select(pn.pane.HTML))
     assert "BETA-X.v2.1_Phase1b_Scen1_parameters.csv" in html
-    tables = [o.object for o in messages.select(pn.pane.DataFrame)]
+    assert "4 problem(s)" in html
+    listed = view.problem_table(1, [], [], [])
+    tables = [o.object for o in listed.select(pn.pane.DataFrame)]
     assert tables and "about 1" in " ".join(tables[0]["problem"])
     # the process filter: only respiration left
     only = view.intervals(1, [], ["respiration"], [], "process")

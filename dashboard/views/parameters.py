@@ -424,10 +424,22 @@ class ParametersView(pn.viewable.Viewer):
         if not problems.empty:
             parts.append(safe_message(
                 f"{len(problems)} problem(s) in the parameter tables: the rows concerned are "
-                "drawn with what could be read, or listed here if nothing could.", "warning"))
-            parts.append(pn.pane.DataFrame(problems, index=False, escape=True,
-                                           sizing_mode="stretch_width"))
+                "drawn with what could be read; the list is at the bottom of the page.",
+                "warning"))
         return pn.Column(*parts, sizing_mode="stretch_width")
+
+    def problem_table(self, scenario: int, models: list[str], processes: list[str],
+                      pfts: list[str]) -> pn.viewable.Viewable:
+        """Every problem met in the tables: file, its lines, parameters, what is wrong."""
+        problems = pq.row_problems(self.frame(scenario, models, processes, pfts))
+        if problems.empty:
+            return safe_message("Every row of the shown parameter tables was read and drawn.",
+                                "success")
+        return pn.Column(
+            pn.pane.Markdown("### Problems in the parameter tables"),
+            pn.pane.DataFrame(problems, index=False, escape=True, justify="left",
+                              sizing_mode="stretch_width"),
+            sizing_mode="stretch_width")
 
     def key(self, scenario: int, models: list[str]) -> str:
         """HTML key of the glyphs and the models' colours (names escaped)."""
@@ -486,5 +498,6 @@ class ParametersView(pn.viewable.Viewer):
                                           label=self.parameter), sizing_mode="stretch_width"),
                 pn.panel(pn.bind(self.scenario_table, model=self.focus, label=self.parameter)),
                 sizing_mode="stretch_width"),
+            lambda: pn.panel(pn.bind(self.problem_table, **filters)),
         ])
         return page
