@@ -47,6 +47,10 @@ SORTS: dict[str, str] = {
 }
 
 
+#: Orders that keep the parameters grouped by process.
+GROUPED_SORTS: tuple[str, ...] = ("process", "reduction")
+
+
 def expected_file(model_id: str, scenario: int) -> str:
     """The file name a parameter table of ``model_id`` for ``scenario`` must have."""
     return f"{model_id}_Phase1b_Scen{int(scenario)}_parameters.csv"
@@ -157,8 +161,9 @@ def row_layout(frame: pd.DataFrame, sort: str = "process") -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The drawable rows with ``y`` (top row highest), ``group`` (the label) and
-        ``group_y`` (the centre of its group) — the same positions for every plot of a view.
+        The drawable rows with ``y`` (top row highest), ``group`` (the label, with the process
+        when the order mixes processes), ``group_y`` (the centre of its group) and ``grouped``
+        (rows grouped by process) — the same positions for every plot of a view.
     """
     df = frame[frame["drawable"]].copy() if "drawable" in frame else frame.copy()
     if df.empty:
@@ -182,9 +187,10 @@ def row_layout(frame: pd.DataFrame, sort: str = "process") -> pd.DataFrame:
     previous_process = None
     models = sorted(df["model_id"].unique())
     group_y: dict[tuple[str, str], float] = {}
+    grouped = sort in GROUPED_SORTS
     for g in groups.itertuples(index=False):
         if previous_process is not None:
-            position += 1.2 if g.process != previous_process else 0.5
+            position += 1.2 if grouped and g.process != previous_process else 0.5
         previous_process = g.process
         members = sorted(df.loc[(df["process"] == g.process) & (df["label"] == g.label),
                                 "model_id"].unique(), key=models.index)
@@ -197,7 +203,9 @@ def row_layout(frame: pd.DataFrame, sort: str = "process") -> pd.DataFrame:
                                                     strict=True)]
     df["group_y"] = [group_y[(p, lab)] for p, lab in zip(df["process"], df["label"],
                                                         strict=True)]
-    df["group"] = df["label"]
+    # Ordered across processes, each label names its process.
+    df["group"] = df["label"] if grouped else df["label"] + " · " + df["process"]
+    df["grouped"] = grouped
     return df.sort_values("y", ascending=False, ignore_index=True)
 
 

@@ -157,6 +157,7 @@ def test_sorting_by_uncertainty_reduction_orders_rows(service):
     expected = frame[frame["drawable"]].sort_values("uncertainty_reduction",
                                                     ascending=False)["parameter"].tolist()
     assert order == expected
+    assert "q10 · respiration" in set(rows["group"])  # mixed processes: ticks name them
     grouped = pq.row_layout(frame, "process")
     processes = grouped.sort_values("y", ascending=False)["process"].tolist()
     assert processes == sorted(processes)  # grouped by process, in order

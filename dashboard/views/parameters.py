@@ -231,8 +231,13 @@ class ParametersView(pn.viewable.Viewer):
         return prior_int * post_int * prior_val * edge * post_val
 
     def _process_labels(self, rows: pd.DataFrame, x: float) -> hv.Labels:
-        """The name of each process at the height of its first row, at ``x``."""
+        """The name of each process at the height of its first row, at ``x``.
+
+        None when the rows are not grouped by process (the tick labels name it then).
+        """
         firsts = rows.drop_duplicates("process")
+        if not rows["grouped"].all():
+            firsts = firsts.iloc[0:0]
         frame = pd.DataFrame({"x": x, "y": firsts["y"].to_numpy(dtype="float64"),
                               "process": firsts["process"].astype(object).to_numpy()})
         return hv.Labels(frame, ["x", "y"], "process").opts(
@@ -249,8 +254,10 @@ class ParametersView(pn.viewable.Viewer):
             line_alpha=0.5 if dashed else 0.8, line_width=1)
 
     def _separators(self, rows: pd.DataFrame, x0: float, x1: float) -> hv.Segments:
-        """Thin horizontal lines between processes."""
+        """Thin horizontal lines between processes (when the rows are grouped by process)."""
         starts = rows.drop_duplicates("process")["y"].to_numpy()[1:] + 0.85
+        if not rows["grouped"].all():
+            starts = starts[:0]
         frame = pd.DataFrame({"x0": x0, "y0": starts, "x1": x1, "y1": starts})
         return hv.Segments(frame, ["x0", "y0", "x1", "y1"]).opts(
             color=self.look.muted_colour, line_width=1, line_alpha=0.6)
