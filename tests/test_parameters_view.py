@@ -288,3 +288,19 @@ def test_view_objects_on_the_demo_archive(tmp_path_factory):
     misfit = view.misfit(1, "TERRA-TOY.v1.4.2")
     bars = misfit.traverse(lambda x: x, [hv.Bars])[0]
     assert list(bars.dimension_values("variable")) == ["NEE", "Qle", "Qh"]
+
+
+def test_text_from_tables_is_escaped(tmp_path):
+    hostile = '<script>alert("x")</script>'
+    root = build_app_archive(tmp_path / "archive")
+    _write(root / "parameters" / "ALPHA.v1_Phase1b_Scen1_parameters.csv",
+           [dict(GOOD[0], parameter=hostile, long_name=hostile, prior_max="<b>9</b>")])
+    service = DataService(root)
+    view = ParametersView(selection=Selection(scenario=1), service=service, look=Look())
+    texts = []
+    for part in (view.messages(1, [], [], []), view.problem_table(1, [], [], [])):
+        root_model = pn.panel(part).get_root(Document(), comm=Comm())
+        texts += [str(m.text) for m in root_model.references() if hasattr(m, "text")]
+    joined = " ".join(texts)
+    assert "&lt;b&gt;9&lt;/b&gt;" in joined or "&amp;lt;b&amp;gt;" in joined
+    assert "<script>" not in joined and "<b>9" not in joined
