@@ -456,7 +456,8 @@ class ParametersView(pn.viewable.Viewer):
             f'<span style="white-space:nowrap;margin-right:1em"><span style="color:'
             f'{model_colour(m, all_models)};font-weight:bold">━━ ●</span> {escape(m)}</span>'
             for m in sorted(frame["model_id"].unique()))
-        return (f'<div style="color:{self.look.fg}">{chips}<br>'
+        which = "chosen in the sidebar" if models else "all; choose some in the sidebar"
+        return (f'<div style="color:{self.look.fg}">Models ({which}): {chips}<br>'
                 '<span style="color:#8a8a8a;font-weight:bold">━━</span> prior 5–95 % '
                 '(± 1.645 σ_prior, or uniform over the range) · ○ prior value · coloured line: '
                 'posterior 5–95 % (p05–p95, else ± 1.645 σ_post) · ● posterior value · '
