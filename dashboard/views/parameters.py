@@ -170,6 +170,11 @@ class ParametersView(pn.viewable.Viewer):
         return int(max(260, 130 * self.look.fontscale
                        + n_rows * per_row * (1.0 + 0.45 * (self.look.fontscale - 1))))
 
+    @property
+    def _right_edge(self) -> float:
+        """Right end of the x axis of the row plots: room for the process names after 1."""
+        return 1.85 if self.look.presentation else 1.45
+
     def _ticks(self, rows: pd.DataFrame) -> list[tuple[float, str]]:
         ticks = rows.drop_duplicates(["process", "group"])[["group_y", "group"]]
         return [(float(y), str(label)) for y, label in ticks.itertuples(index=False)]
@@ -189,15 +194,15 @@ class ParametersView(pn.viewable.Viewer):
                                "(see the messages above)")
         rows = self._colours(hover_text(rows))
         layers = self._interval_layers(rows, [], HOVER, 1.0)
-        process_labels = self._process_labels(rows, 1.04)
-        separators = self._separators(rows, -0.06, 1.45)
+        process_labels = self._process_labels(rows, 1.12 if self.look.presentation else 1.04)
+        separators = self._separators(rows, -0.06, self._right_edge)
         bounds = self._vlines(rows["y"].min() - 0.7, 0.7)
         title = (f"Scenario {scenario}: parameters in their prior range — posterior 5–95 % "
                  "(colour) over prior 5–95 % (grey)")
         if self.look.presentation:
             title = f"Scenario {scenario}: parameters in their prior range"
         return (bounds * separators * layers * process_labels).opts(
-            hv.opts.Overlay(title=title, xlim=(-0.06, 1.45),
+            hv.opts.Overlay(title=title, xlim=(-0.06, self._right_edge),
                             ylim=(rows["y"].min() - 0.8, 0.8), yticks=self._ticks(rows),
                             xticks=[0, 0.25, 0.5, 0.75, 1.0],
                             xlabel="position in the prior range (0 = prior_min, 1 = prior_max)",
@@ -286,10 +291,11 @@ class ParametersView(pn.viewable.Viewer):
         title = f"Uncertainty reduction 1 − σ_post/σ_prior, Scenario {scenario}"
         if self.look.presentation:
             title = f"Uncertainty reduction, Scenario {scenario}"
-        return (lines * self._separators(rows, xmin, 1.45) * rects * notes
-                * self._process_labels(rows, 1.04)).opts(
+        return (lines * self._separators(rows, xmin, self._right_edge) * rects * notes
+                * self._process_labels(rows, 1.12 if self.look.presentation else 1.04)).opts(
             hv.opts.Overlay(title=title,
-                            xlim=(xmin, 1.45), xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
+                            xlim=(xmin, self._right_edge),
+                            xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
                             ylim=(rows["y"].min() - 0.8, 0.8),
                             yticks=self._ticks(rows), ylabel="",
                             xlabel="uncertainty reduction (1: pinned down, 0: nothing learnt, "
