@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import pandas as pd
@@ -268,10 +268,15 @@ class Archive:
         return None
 
     def read_parameters(self, path: str) -> pd.DataFrame | None:
-        """Read a parameter table (cached); ``None`` and an entry in :attr:`errors` on failure."""
+        """Read a parameter table (cached); ``None`` and an entry in :attr:`errors` on failure.
+
+        Rows with bad cells are kept, with their messages in the ``problems`` column
+        (``read_parameters(..., report_rows=True)``); a file that cannot be read at all
+        (no ``parameter`` column, not a CSV) is recorded in :attr:`errors`.
+        """
         try:
             return _opened("parameters", self._key(path), self.cache,
-                           read_parameters).copy()
+                           partial(read_parameters, report_rows=True)).copy()
         except CalLMIPFileError as exc:
             self._record(path, exc)
         except Exception as exc:

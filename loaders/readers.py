@@ -62,6 +62,8 @@ PARAMETER_COLUMNS: tuple[str, ...] = (
     "posterior_p95", "sensitivity_rank",
 )
 _NUMERIC_PARAMETER_COLUMNS = PARAMETER_COLUMNS[5:]
+#: Numeric columns without which a parameter cannot be placed in its prior range.
+_REQUIRED_NUMERIC_PARAMETER_COLUMNS = ("prior_value", "prior_min", "prior_max", "posterior_value")
 
 
 class CalLMIPFileError(Exception):
@@ -969,13 +971,20 @@ def open_global_run(path: str | os.PathLike[str], *, chunks: dict[str, int] | No
 # Parameter tables
 # --------------------------------------------------------------------------------------------
 
-def read_parameters(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_parameters(path: str | os.PathLike[str], *, report_rows: bool = False) -> pd.DataFrame:
     """Read a calibrated-parameter table (format of the README, after protocol v2 §12).
 
     Parameters
     ----------
     path : str or path-like
         ``<model>.<version>_Phase1b_Scen<N>_parameters.csv``.
+    report_rows : bool
+        ``False`` (default): a numeric column holding text raises. ``True``: such a cell is read
+        as unknown (NaN) and every row keeps what is wrong with it in two more columns,
+        ``row`` (its line in the file, the header being line 1) and ``problems`` (messages
+        joined by ``"; "``, empty when the row is fine): text where a number is expected, an
+        empty parameter name, ``prior_min > prior_max``, and the required columns
+        (``prior_value, prior_min, prior_max, posterior_value``) missing from the file.
 
     Returns
     -------
@@ -987,8 +996,8 @@ def read_parameters(path: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     CalLMIPFileError
-        If the file cannot be parsed, lacks the ``parameter`` column, or a numeric column holds
-        text.
+        If the file cannot be parsed, lacks the ``parameter`` column, or (unless
+        ``report_rows``) a numeric column holds text.
     """
     path = str(path)
     try:
@@ -1005,19 +1014,38 @@ def read_parameters(path: str | os.PathLike[str]) -> pd.DataFrame:
     if "parameter" not in df.columns:
         raise CalLMIPFileError(path, "has no 'parameter' column; expected columns "
                                      + ", ".join(PARAMETER_COLUMNS))
+    absent = [c for c in _REQUIRED_NUMERIC_PARAMETER_COLUMNS if c not in df.columns]
     for col in PARAMETER_COLUMNS:
         if col not in df.columns:
             df[col] = ""
+    problems: list[list[str]] = [[] for _ in range(len(df))]
     for col in _NUMERIC_PARAMETER_COLUMNS:
         text = df[col].astype(str).str.strip()
         numbers = pd.to_numeric(text.replace({"": None, "NA": None, "nan": None, "NaN": None}),
                                 errors="coerce")
         bad = numbers.isna() & ~text.isin(["", "NA", "nan", "NaN"])
-        if bad.any():
+        if bad.any() and not report_rows:
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise CalLMIPFileError(path, f"column {col!r} row {row + 2} holds "
                                          f"{text.iloc[row]!r}, not a number")
+        for row in np.flatnonzero(bad.to_numpy()):
+            shown = text.iloc[row] if len(text.iloc[row]) <= 40 else text.iloc[row][:40] + "…"
+            problems[row].append(f"{col} {shown!r} is not a number (read as unknown)")
         df[col] = numbers.astype("float64")
+    if report_rows:
+        empty = df["parameter"].astype(str).str.strip() == ""
+        inverted = (df["prior_min"] > df["prior_max"]).to_numpy()
+        for row in range(len(df)):
+            if empty.iloc[row]:
+                problems[row].append("the parameter name is empty")
+            if inverted[row]:
+                problems[row].append("prior_min > prior_max")
+            if absent:
+                problems[row].append(f"column{'s' if len(absent) > 1 else ''} "
+                                     f"{', '.join(absent)} missing from the file")
+        df["row"] = np.arange(2, len(df) + 2, dtype="int64")
+        df["problems"] = pd.Series(["; ".join(p) for p in problems], index=df.index,
+                                   dtype="str")
     parsed = parse_name(path)
     df["pft"] = df["pft"].replace("", "all")
     df.insert(0, "model", parsed.model)

@@ -98,3 +98,83 @@ def parameter_metrics(df: pd.DataFrame) -> pd.DataFrame:
     out["edge"] = pd.Series(list(np.where(lower, "lower", np.where(upper, "upper", None))),
                             index=out.index, dtype="str")
     return out
+
+
+#: Columns added by :func:`normalised_intervals`, in order.
+NORMALISED_COLUMNS: tuple[str, ...] = (
+    "prior_range_width", "prior_value_norm", "prior_lo_norm", "prior_hi_norm",
+    "posterior_lo", "posterior_hi", "posterior_interval_source", "posterior_value_norm",
+    "posterior_lo_norm", "posterior_hi_norm", "shift_norm",
+)
+
+
+def normalised_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """Place each parameter's prior and posterior in its prior range (0 = min, 1 = max).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Output of :func:`parameter_metrics` (needs ``prior_sd_used``, ``prior_sd_source`` and
+        ``posterior_sd_used``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the columns of :data:`NORMALISED_COLUMNS` appended. With
+        ``w = prior_max − prior_min`` and ``norm(x) = (x − prior_min) / w``:
+
+        - ``prior_value_norm``, ``posterior_value_norm``: the values, normalised;
+        - ``prior_lo_norm``, ``prior_hi_norm``: the prior's 5–95 % interval, normalised:
+          ``prior_value ± 1.645 prior_sd`` clipped to the range when ``prior_sd`` is given,
+          otherwise that of a uniform prior over the range (0.05–0.95);
+        - ``posterior_lo``, ``posterior_hi`` (raw units) and their ``_norm`` forms: the
+          posterior 5–95 % interval, ``posterior_p05``–``posterior_p95`` when both are given
+          (``posterior_interval_source = "p05_p95"``), else ``posterior_value ± 1.645 σ_post``
+          (``"sd"``), else unknown;
+        - ``shift_norm``: ``(posterior_value − prior_value) / w``, the parameter's move in
+          prior-range units (positive = towards the upper bound).
+
+        Everything normalised is NaN where the range is unknown or empty.
+    """
+    out = df.copy()
+    v = {c: _num(df, c) for c in _NUMERIC}
+    lo, hi = v["prior_min"], v["prior_max"]
+    width = hi - lo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        has_range = np.isfinite(width) & (width > 0)
+        safe = np.where(has_range, width, 1.0)
+
+        def norm(x: np.ndarray) -> np.ndarray:
+            return np.where(has_range, (x - lo) / safe, np.nan)
+
+        prior_sd = _num(df, "prior_sd_used")
+        gaussian = (df["prior_sd_source"].astype(str) == "prior_sd").to_numpy() \
+            if "prior_sd_source" in df.columns else np.zeros(len(df), bool)
+        p_lo = np.where(gaussian, np.clip(norm(v["prior_value"] - _Z95_ONE_SIDED * prior_sd),
+                                          0.0, 1.0), 0.05)
+        p_hi = np.where(gaussian, np.clip(norm(v["prior_value"] + _Z95_ONE_SIDED * prior_sd),
+                                          0.0, 1.0), 0.95)
+        p_lo = np.where(has_range & (~gaussian | np.isfinite(p_lo)), p_lo, np.nan)
+        p_hi = np.where(has_range & (~gaussian | np.isfinite(p_hi)), p_hi, np.nan)
+        percentiles = np.isfinite(v["posterior_p05"]) & np.isfinite(v["posterior_p95"])
+        post_sd = _num(df, "posterior_sd_used")
+        from_sd = ~percentiles & np.isfinite(post_sd) & np.isfinite(v["posterior_value"])
+        q_lo = np.where(percentiles, v["posterior_p05"],
+                        np.where(from_sd, v["posterior_value"] - _Z95_ONE_SIDED * post_sd, np.nan))
+        q_hi = np.where(percentiles, v["posterior_p95"],
+                        np.where(from_sd, v["posterior_value"] + _Z95_ONE_SIDED * post_sd, np.nan))
+        shift = np.where(has_range, (v["posterior_value"] - v["prior_value"]) / safe, np.nan)
+    out["prior_range_width"] = np.where(has_range, width, np.nan)
+    out["prior_value_norm"] = norm(v["prior_value"])
+    out["prior_lo_norm"] = p_lo
+    out["prior_hi_norm"] = p_hi
+    out["posterior_lo"] = q_lo
+    out["posterior_hi"] = q_hi
+    out["posterior_interval_source"] = pd.Series(
+        list(np.where(percentiles, "p05_p95", np.where(from_sd, "sd", None))),
+        index=out.index, dtype="str")
+    out["posterior_value_norm"] = norm(v["posterior_value"])
+    out["posterior_lo_norm"] = norm(q_lo)
+    out["posterior_hi_norm"] = norm(q_hi)
+    out["shift_norm"] = shift
+    return out

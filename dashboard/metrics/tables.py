@@ -109,7 +109,8 @@ __all__ = ["DEFAULT_MIN_N", "METRICS_VERSION", "TABLE_NAMES", "MetricTables", "c
 log = logging.getLogger(__name__)
 
 #: Version of the metric definitions and table layout; bump it to invalidate disk caches.
-METRICS_VERSION = 3  # 2: dates_inferred column (issue #10); 3: scenarios, methods (#16)
+METRICS_VERSION = 4  # 2: dates_inferred column (issue #10); 3: parameters row, problems (#12);
+#                      4: scenarios, methods tables (#16)
 
 #: Keys of :func:`compute_tables`, in order.
 TABLE_NAMES: tuple[str, ...] = ("site_scores", "misfit_reduction", "spread", "parameters",

@@ -51,6 +51,16 @@ fluxes (the files' Qle/Qh uncertainty is the FLUXNET2015 `Qle_cor`/`Qh_cor` join
 σ_O, so for a model that closes the energy balance χ² can come out larger, and coverage lower,
 than the model's real error would give.
 
+**Calibrated parameters** (the Parameters view) come from each group's parameter table
+(`<model>.<version>_Phase1b_Scen<N>_parameters.csv`, format in the README). Each parameter is
+placed in its prior range, (θ − prior_min) / (prior_max − prior_min): 0 is the prior minimum,
+1 the maximum. The 5–95 % intervals are the table's p05–p95, else the value ± 1.645 σ (a uniform
+prior's when no prior σ is given). Uncertainty reduction = 1 − σ_post / σ_prior (σ_prior from
+the table, else the range / √12). A posterior within 2 % of a bound is flagged: the calibration
+wanted to go further than the prior allowed, often a sign of structural error. Parameter shifts
+(posterior − prior, in prior-range units) are shown next to the model's median misfit reduction
+at the calibration sites, with the number of sites n.
+
 **Global totals** weight each grid cell by its land area (cell area × the run's land fraction,
 else the Natural Earth land mask): fluxes are per unit land area.
 

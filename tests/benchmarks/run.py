@@ -20,6 +20,9 @@ Benchmarks (medians of ``--runs`` measurements, in seconds):
 ``overview_complete``, ``sites_complete``
     The same opens until the page is complete: the view marked its container with the CSS
     class ``callmip-complete`` and every visible plot is drawn.
+``parameters_first_plot``, ``parameters_complete``
+    ``/?view=parameters&scenario=1`` opened the same way (after its own warm-up open), on the
+    same server, after the Sites switches. Target: the Sites view's budget, <= 1.5x floor.
 ``switch_site``, ``switch_variable``, ``switch_models``
     On the last Sites page, once it is complete and quiet, the sidebar widgets set from
     JavaScript; from the change to the last frame of the update. Target 0.3 s.
@@ -667,6 +670,7 @@ async def bench_app(cfg: Config, chromium: Chromium, server: Server, results: Re
     assert server.sampler is not None
     sites_url = f"{server.url}?view=sites&site={sites[0]}"
     overview_url = f"{server.url}?view=overview"
+    params_url = f"{server.url}?view=parameters&scenario=1"
     for url in [sites_url] if cfg.quick else [overview_url, sites_url]:
         await _warm_up(chromium, server, url, cfg)
     server.sampler.take_peak_mb()
@@ -682,10 +686,25 @@ async def bench_app(cfg: Config, chromium: Chromium, server: Server, results: Re
         await bench_switches(cfg, page, server, results, sites, models)
     finally:
         await close_page(page)
+    await bench_parameters(cfg, chromium, server, results, params_url)
     if cfg.quick:
         results.samples["single_open"] = list(results.samples["sites_first_plot"])
         results.peaks["single_open"] = results.peaks["sites_first_plot"]
         await bench_bursts(cfg, chromium, server, results, sites_url)
+
+
+async def bench_parameters(cfg: Config, chromium: Chromium, server: Server, results: Results,
+                           url: str) -> None:
+    """``parameters_first_plot`` and ``parameters_complete`` (issue #12), after a warm-up."""
+    assert server.sampler is not None
+    try:
+        await _warm_up(chromium, server, url, cfg)
+        server.sampler.take_peak_mb()
+        opened, page = await _opens(chromium, server, url, cfg)
+        await close_page(page)
+        _record_opens(results, "parameters_first_plot", opened, server.sampler.take_peak_mb())
+    except BenchError as exc:
+        results.fail(["parameters_first_plot", "parameters_complete"], exc, server)
 
 
 async def bench_switches(cfg: Config, page: Any, server: Server, results: Results,
@@ -783,7 +802,8 @@ def plan_groups(cfg: Config, chromium: Chromium, results: Results, sites: list[s
     """The floor server, an app server, and (without ``--quick``) a fresh app server."""
     sim = f"simultaneous_open_{cfg.n_simultaneous}"
     app_names = ["overview_first_plot", "overview_complete", "sites_first_plot",
-                 "sites_complete", "switch_site", "switch_variable", "switch_models"]
+                 "sites_complete", "switch_site", "switch_variable", "switch_models",
+                 "parameters_first_plot", "parameters_complete"]
     groups = [
         Group(floor_server(cfg), ["floor", "floor_update"],
               lambda s: bench_floor(cfg, chromium, s, results)),
@@ -851,6 +871,7 @@ def build_entries(results: Results, n_simultaneous: int) -> list[dict[str, Any]]
         ("sites_first_plot", "floor"), ("sites_complete", "floor"),
         ("switch_site", "floor_update"), ("switch_variable", "floor_update"),
         ("switch_models", "floor_update"),
+        ("parameters_first_plot", "floor"), ("parameters_complete", "floor"),
         ("single_open", "floor"), (sim, "single_open"), (f"{sim}_p95", "single_open"),
         ("catalog_build", None), ("catalog_build_10k", None),
     ]
@@ -933,9 +954,13 @@ def resolve_archive(args: argparse.Namespace, tmp: Path) -> str:
         return str(Path(args.archive).resolve())
     if args.quick:
         from tests.appdata import build_app_archive
+        from tests.synthetic import write_parameters
 
         log("writing the tiny test archive")
-        return str(build_app_archive(tmp / "archive"))
+        root = build_app_archive(tmp / "archive")
+        write_parameters(root / "parameters", model="ALPHA", version="v1", scenario=1,
+                         rows=None, seed=1)  # for the Parameters view
+        return str(root)
     from dashboard.demo import ensure_demo_archive
 
     log("the demo archive (generated into the user cache the first time, ~40 s)")
