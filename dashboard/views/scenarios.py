@@ -132,7 +132,9 @@ class ScenariosView(pn.viewable.Viewer):
                                        width=int(300 * self.look.fontscale))
             button.on_click(partial(self.open_parameters, model))
             cards.append(pn.Column(pn.pane.HoloViews(self.grid(model)), button))
-        return pn.GridBox(*cards, ncols=2 if self.look.presentation else 3)
+        # Two a row: three ran past the right edge of a 1280–1400 px wide window (the main
+        # area is ~1000 px beside the sidebar).
+        return pn.GridBox(*cards, ncols=2)
 
     def __panel__(self) -> pn.viewable.Viewable:
         self.service.tables()
