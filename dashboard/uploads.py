@@ -45,7 +45,7 @@ _CHUNK = 1 << 20
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
 
 
-class UploadRejected(Exception):
+class UploadRejectedError(Exception):
     """An upload (or a zip member) refused, with a message for the participant."""
 
 
@@ -88,9 +88,9 @@ def _mb(n: int) -> str:
 
 
 def safe_name(name: object) -> str:
-    """A harmless file name made from a client-supplied one.
+    r"""A harmless file name made from a client-supplied one.
 
-    Only the last path component is kept (``/`` and ``\\`` both separate), characters outside
+    Only the last path component is kept (``/`` and ``\`` both separate), characters outside
     ``[A-Za-z0-9._+-]`` become ``_``, leading dots are removed (no hidden files, no ``..``) and
     the name is cut to :data:`MAX_NAME` characters keeping its ending. The result is never empty,
     never ``.``/``..`` and never contains a separator.
@@ -99,7 +99,7 @@ def safe_name(name: object) -> str:
     --------
     >>> safe_name("../../etc/passwd")
     'passwd'
-    >>> safe_name("C:\\\\x\\\\CLASSIC.v2_Phase1b_Scen1_DK-Sor_Cal_Prior.nc")
+    >>> safe_name("C:\\x\\CLASSIC.v2_Phase1b_Scen1_DK-Sor_Cal_Prior.nc")
     'CLASSIC.v2_Phase1b_Scen1_DK-Sor_Cal_Prior.nc'
     """
     text = unicodedata.normalize("NFKC", str(name)).replace("\\", "/").split("/")[-1]
@@ -261,7 +261,7 @@ class SessionUploads:
     def folder(self) -> Path:
         """The session folder (created, mode 0700, on first use)."""
         if self.closed:
-            raise UploadRejected("this session has ended: reload the page to upload again")
+            raise UploadRejectedError("this session has ended: reload the page to upload again")
         if self._folder is None:
             base = self._base or uploads_base()
             base.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -314,16 +314,17 @@ class SessionUploads:
         target = slot / name
         # Belt and braces: the name has no separator, but check the resolved path anyway.
         if target.resolve().parent != slot.resolve():
-            raise UploadRejected(f"{name}: refused (the name points outside the upload folder)")
+            raise UploadRejectedError(
+                f"{name}: refused (the name points outside the upload folder)")
         return target
 
     def _check_size(self, name: str, size: int) -> None:
         if size > self.limits.max_file_bytes:
-            raise UploadRejected(
+            raise UploadRejectedError(
                 f"{name} is {_mb(size)}: larger than the limit of "
                 f"{_mb(self.limits.max_file_bytes)} per file")
         if size > self.remaining():
-            raise UploadRejected(
+            raise UploadRejectedError(
                 f"{name} ({_mb(size)}) would take this session over its limit of "
                 f"{_mb(self.limits.max_session_bytes)} (already kept: {_mb(self.bytes_used)}); "
                 "remove files or reload the page")
@@ -358,7 +359,7 @@ class SessionUploads:
                     stored = StoredFile(target, shown, len(data))
                     self.files.append(stored)
                     result.files.append(stored)
-            except UploadRejected as exc:
+            except UploadRejectedError as exc:
                 result.refused.append(str(exc))
             except OSError as exc:
                 result.refused.append(f"{shown}: could not be stored ({exc.strerror or exc})")
@@ -371,9 +372,9 @@ class SessionUploads:
             archive = zipfile.ZipFile(io.BytesIO(data))
             members = archive.infolist()
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise UploadRejected(f"{shown}: not a readable zip archive ({exc})") from exc
+            raise UploadRejectedError(f"{shown}: not a readable zip archive ({exc})") from exc
         if len(members) > self.limits.max_members:
-            raise UploadRejected(f"{shown} holds {len(members)} entries: more than the "
+            raise UploadRejectedError(f"{shown} holds {len(members)} entries: more than the "
                                  f"{self.limits.max_members} accepted")
         with archive:
             for info in members:
@@ -389,7 +390,7 @@ class SessionUploads:
                 try:
                     self._check_size(member, info.file_size)
                     stored = self._extract_member(archive, info, member)
-                except UploadRejected as exc:
+                except UploadRejectedError as exc:
                     result.refused.append(str(exc))
                     if "session over its limit" in str(exc):
                         break
@@ -412,7 +413,7 @@ class SessionUploads:
                 while chunk := source.read(_CHUNK):
                     written += len(chunk)
                     if written > limit:
-                        raise UploadRejected(
+                        raise UploadRejectedError(
                             f"{member}: stopped after {_mb(written)} uncompressed, over the "
                             f"limit of {_mb(limit)} (a zip bomb, or a file too large)")
                     out.write(chunk)
