@@ -200,25 +200,24 @@ class CheckView(pn.viewable.Viewer):
             multiple=True, max_file_size=f"{limit_mb}MB",
             max_total_file_size=f"{max(1, int(self.limits.max_session_bytes / 2**20))}MB",
             server_max_bytes=self.limits.max_file_bytes, budget=self.uploads.remaining,
-            previews=[], chunk_size=4_000_000, sizing_mode="stretch_width", height=160,
-            name="Drop .nc files or a .zip here")
+            previews=[], chunk_size=4_000_000, sizing_mode="stretch_width",
+            label="Drop .nc files or a .zip here")
         self.dropper.param.watch(self._on_upload, "value")
         self.dropper.param.watch(self._on_refused, "refused")
         self.messages = pn.Column(sizing_mode="stretch_width")
         self.reports = pn.Column(sizing_mode="stretch_width")
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width")
-        self.clear_button = pn.widgets.Button(name="Remove my files", button_type="light",
+        self.clear_button = pn.widgets.Button(label="Remove my files",
                                               disabled=True)
         self.clear_button.on_click(lambda _e: self.clear())
         self.json_download = pn.widgets.FileDownload(
             callback=lambda: io.StringIO(reports_json(self.checked)),
-            filename="callmip-check.json", label="Report as JSON", disabled=True,
-            button_type="primary")
+            filename="callmip-check.json", label="Report as JSON", disabled=True)
         self.md_download = pn.widgets.FileDownload(
             callback=lambda: io.StringIO(reports_markdown(self.checked)),
             filename="callmip-check.md", label="Report as Markdown", disabled=True)
-        self.site = pn.widgets.Select(name="Site", options=[])
-        self.variable = pn.widgets.Select(name="Variable", options=list(SITE_VARIABLES),
+        self.site = pn.widgets.Select(label="Site", options=[])
+        self.variable = pn.widgets.Select(label="Variable", options=list(SITE_VARIABLES),
                                           value="NEE")
         self.compare = pn.Column(sizing_mode="stretch_width")
         self.site.param.watch(lambda _e: self._draw_comparison(), "value")
@@ -228,7 +227,7 @@ class CheckView(pn.viewable.Viewer):
             install_cleanup_handlers()
 
     # -- lifecycle -----------------------------------------------------------------------
-    def _on_session_destroyed(self, _context=None) -> None:
+    def _on_session_destroyed(self, session_context) -> None:
         """Delete the session's folder and forget its files (the browser has gone)."""
         self.uploads.cleanup()
         if self._session_service is not None:
