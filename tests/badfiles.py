@@ -100,10 +100,10 @@ def build_corpus(root: Path) -> list[Case]:
 
     # -- names and attributes -----------------------------------------------------------------
     add("wrong_name", _good(folder("wrong_name"), "BADCASE_v1_Scen1_DK-Sor_prior.nc"),
-        ("name",))
+        ("name",), readable=True)
     add("wrong_stage_word", _good(folder("wrong_stage_word"),
                                   f"{MODEL}.{VERSION}_Phase1b_Scen1_{SITE}_Cal_Post.nc"),
-        ("name",))
+        ("name",), readable=True)
     contradicts = _good(folder("contradicts"), run_name())
     with netCDF4.Dataset(contradicts, "a") as nc:
         nc.setncattr("Calibration_stage", "Posterior")
@@ -126,14 +126,14 @@ def build_corpus(root: Path) -> list[Case]:
         values = np.array(nc["time"][:])
         values[100:200] = values[100:200][::-1]
         nc["time"][:] = values
-    add("times_out_of_order", shuffled, ("time_step",))
+    add("times_out_of_order", shuffled, ("time_step",), readable=True)
 
     duplicated = _good(folder("duplicated_days"), run_name())
     with netCDF4.Dataset(duplicated, "a") as nc:
         values = np.array(nc["time"][:])
         values[10:20] = values[0:10]
         nc["time"][:] = values
-    add("duplicated_days", duplicated, ("time_step",))
+    add("duplicated_days", duplicated, ("time_step",), readable=True)
 
     # -- hostile text ---------------------------------------------------------------------------
     huge = _good(folder("megabyte_attribute"), run_name())
