@@ -151,8 +151,9 @@ def build_corpus(root: Path) -> list[Case]:
     add("html_attribute", html, ("attribute_mismatch", "units"), readable=False)
 
     traversal = _good(folder("traversal"), run_name(stage="Posterior"))
-    add("traversal_name", traversal, (), ok=None, upload_name="../../" + traversal.name,
-        readable=True)
+    # A prior's content under a posterior's name: attributes disagree, uncertainties missing.
+    add("traversal_name", traversal, ("attribute_mismatch", "uncertainty_missing"),
+        upload_name="../../" + traversal.name, readable=True)
     windows = _good(folder("traversal_windows"), run_name())
     add("traversal_name_windows", windows, (), ok=True,
         upload_name="..\\..\\..\\Windows\\" + windows.name, readable=True)
