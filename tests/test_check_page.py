@@ -249,6 +249,15 @@ def test_the_upload_widget_drops_an_oversize_file_on_the_server_chunk_by_chunk()
     assert "big.nc" not in dropper._file_buffer and "big.nc" not in dropper.value
 
 
+def test_parallel_uploads_share_the_session_budget():
+    dropper = LimitedFileDropper(server_max_bytes=100, multiple=True, budget=lambda: 50)
+    dropper._process_event(_event("a.nc", b"x" * 30, 1, 2))
+    dropper._process_event(_event("b.nc", b"y" * 30, 1, 2))  # 60 in flight > 50 left
+    assert "b.nc" not in dropper._file_buffer and "b.nc was refused" in dropper.refused[0]
+    dropper._process_event(_event("a.nc", b"x" * 10, 2, 2))
+    assert dropper.value == {"a.nc": b"x" * 40}
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -79,7 +79,10 @@ class LimitedFileDropper(pn.widgets.FileDropper):
                 self._received[name] += len(chunk)
                 limit = self.server_max_bytes
                 if self._budget is not None:
-                    limit = min(limit, self._budget())
+                    # Files arriving at once share what the session has left: many parallel
+                    # uploads cannot hold more than the session limit in memory.
+                    in_flight = sum(n for other, n in self._received.items() if other != name)
+                    limit = min(limit, self._budget() - in_flight)
                 if self._received[name] > limit:
                     self._received.pop(name, None)
                     self._file_buffer.pop(name, None)
@@ -319,7 +322,9 @@ class CheckView(pn.viewable.Viewer):
                 "<p>Plots appear here once a readable site run is uploaded.</p>")]
             return
         variable = self.variable.value
-        scenario = min((r.scenario for r in proxy.runs if r.site == site), default=1)
+        # The scenario of the posteriors uploaded for the site (priors are Scenario 1's).
+        scenario = min((r.scenario for r in proxy.runs if r.site == site
+                        and r.stage != "Prior"), default=1)
         plots = _UploadPlots(proxy, self.look)
         ids = proxy.uploaded_ids()
         series = proxy.site_series(site, variable, scenario)
