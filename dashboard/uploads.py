@@ -14,7 +14,8 @@ No Panel here. A :class:`SessionUploads` owns one private temporary folder (mode
   folders are never created, encrypted entries are refused;
 - the folder is deleted by :meth:`SessionUploads.cleanup` (the view calls it when its session is
   destroyed), by :func:`cleanup_all` at interpreter exit and on SIGTERM/SIGINT, and folders left
-  by a process that died (SIGKILL) are swept when the next process starts using uploads.
+  by a process that died (SIGKILL) on this host are swept when the next process starts using
+  uploads.
 """
 
 from __future__ import annotations
@@ -172,15 +173,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _host_tag() -> str:
+    """The machine's name as it appears in folder names (process ids are per machine)."""
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+
+
 def sweep_stale(base: Path | None = None) -> int:
     """Remove session folders whose process is gone (a server killed with SIGKILL).
 
-    Folders are named ``p<pid>-…``; returns how many were removed.
+    Folders are named ``p<pid>-<host>-…``; only this host's are considered (another machine
+    or container sharing the folder has its own process ids). Returns how many were removed.
     """
     base = base or uploads_base()
     removed = 0
     for entry in base.iterdir():
-        match = re.match(r"p(\d+)-", entry.name)
+        match = re.match(rf"p(\d+)-{re.escape(_host_tag())}-", entry.name)
         if match and entry.is_dir() and not _pid_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
@@ -265,7 +274,8 @@ class SessionUploads:
         if self._folder is None:
             base = self._base or uploads_base()
             base.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._folder = Path(tempfile.mkdtemp(prefix=f"p{os.getpid()}-", dir=base))
+            self._folder = Path(tempfile.mkdtemp(prefix=f"p{os.getpid()}-{_host_tag()}-",
+                                                 dir=base))
             with _LIVE_LOCK:
                 _LIVE[str(self._folder)] = self
         return self._folder

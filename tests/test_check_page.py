@@ -256,6 +256,11 @@ def test_parallel_uploads_share_the_session_budget():
     assert "b.nc" not in dropper._file_buffer and "b.nc was refused" in dropper.refused[0]
     dropper._process_event(_event("a.nc", b"x" * 10, 2, 2))
     assert dropper.value == {"a.nc": b"x" * 40}
+    # An abandoned upload (removed from the list) no longer counts against the budget.
+    dropper._process_event(_event("c.nc", b"z" * 30, 1, 2))
+    dropper._process_event(SimpleNamespace(event_name="delete_event", data={"name": "c.nc"}))
+    dropper._process_event(_event("d.nc", b"w" * 45, 1, 1))
+    assert dropper.value["d.nc"] == b"w" * 45
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
@@ -364,13 +369,18 @@ def test_session_folders_are_deleted_at_exit_and_on_sigterm(tmp_path):
 
 
 def test_folders_of_dead_processes_are_swept(tmp_path):
-    dead = tmp_path / "p999999999-abc"
+    from dashboard.uploads import _host_tag
+
+    host = _host_tag()
+    dead = tmp_path / f"p999999999-{host}-abc"
     dead.mkdir()
     (dead / "x.nc").write_bytes(b"1")
-    live = tmp_path / f"p{os.getpid()}-abc"
+    live = tmp_path / f"p{os.getpid()}-{host}-abc"
     live.mkdir()
+    elsewhere = tmp_path / "p999999999-otherhost-abc"  # another machine's process ids
+    elsewhere.mkdir()
     assert sweep_stale(tmp_path) == 1
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and live.exists() and elsewhere.exists()
     uploads = SessionUploads(base=tmp_path)
     uploads.add("y.nc", b"2")
     assert cleanup_all() >= 1 and not uploads.created

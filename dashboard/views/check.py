@@ -69,6 +69,9 @@ class LimitedFileDropper(pn.widgets.FileDropper):
         self._received: dict[str, int] = {}
 
     def _process_event(self, event) -> None:
+        if event.event_name == "delete_event":  # a file removed from the list, or abandoned
+            self._received.pop(event.data.get("name", ""), None)
+            self._file_buffer.pop(event.data.get("name", ""), None)
         if event.event_name == "upload_event":
             data = event.data
             name = data.get("name", "")
