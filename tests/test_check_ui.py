@@ -55,7 +55,10 @@ def three_files(tmp_path) -> list[Path]:
 
 
 def test_uploading_three_files_reports_escapes_plots_and_stays_private(watched, app_url,  # noqa: F811
-                                                                       three_files, browser):
+                                                                       three_files, browser,
+                                                                       tmp_path, monkeypatch):
+    uploads = tmp_path / "uploads"
+    monkeypatch.setenv("CALLMIP_UPLOAD_DIR", str(uploads))  # read when the first file comes
     dialogs = []
     watched.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     watched.goto(f"{app_url}/?view=check")
@@ -99,6 +102,9 @@ def test_uploading_three_files_reports_escapes_plots_and_stays_private(watched, 
     watched.wait_for_timeout(500)
     watched.screenshot(path=str(ARTIFACTS / "check-page-plots.png"))
     assert not dialogs, f"a script from a file ran: {dialogs}"
+    # The files are in one session folder under the upload folder, each in its own slot.
+    (folder,) = uploads.iterdir()
+    assert sorted(p.name for p in folder.rglob("*.nc")) == sorted(p.name for p in three_files)
     # Another session (a new browser context: no shared cookies) does not see the upload.
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     other = context.new_page()
