@@ -215,6 +215,17 @@ def _on_signal(previous: Callable | int | None, signum: int, frame: object) -> N
         raise SystemExit(128 + signum)
 
 
+_ATEXIT_REGISTERED = False
+
+
+def _register_atexit() -> None:
+    """Delete live session folders when the interpreter exits (once per process)."""
+    global _ATEXIT_REGISTERED
+    if not _ATEXIT_REGISTERED:
+        atexit.register(cleanup_all)
+        _ATEXIT_REGISTERED = True
+
+
 def install_cleanup_handlers() -> bool:
     """Delete session folders at exit and on SIGTERM/SIGINT (once per process).
 
@@ -224,7 +235,7 @@ def install_cleanup_handlers() -> bool:
     global _HANDLERS_INSTALLED
     if _HANDLERS_INSTALLED:
         return True
-    atexit.register(cleanup_all)
+    _register_atexit()
     if threading.current_thread() is not threading.main_thread():
         return False
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -278,6 +289,7 @@ class SessionUploads:
                                                  dir=base))
             with _LIVE_LOCK:
                 _LIVE[str(self._folder)] = self
+            _register_atexit()
         return self._folder
 
     @property

@@ -349,7 +349,8 @@ def test_session_folders_are_deleted_at_exit_and_on_sigterm(tmp_path):
     script = textwrap.dedent("""
         import os, signal, sys, time
         from dashboard.uploads import SessionUploads, install_cleanup_handlers
-        install_cleanup_handlers()
+        if sys.argv[1] == "signal":
+            install_cleanup_handlers()
         u = SessionUploads()
         u.add("x.nc", b"data")
         print(u.folder, flush=True)
