@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import netCDF4
@@ -105,6 +106,17 @@ def test_uploading_three_files_reports_escapes_plots_and_stays_private(watched, 
     # The files are in one session folder under the upload folder, each in its own slot.
     (folder,) = uploads.iterdir()
     assert sorted(p.name for p in folder.rglob("*.nc")) == sorted(p.name for p in three_files)
+    # The reports download: JSON as `callmip check --json`, and Markdown.
+    with watched.expect_download(timeout=60_000) as download:
+        watched.get_by_text("Report as JSON").click()
+    rows = json.loads(Path(download.value.path()).read_text())
+    assert sorted(r["path"] for r in rows) == sorted(p.name for p in three_files)
+    assert [r["ok"] for r in rows].count(True) == 1
+    with watched.expect_download(timeout=60_000) as download:
+        watched.get_by_text("Report as Markdown").click()
+    markdown = Path(download.value.path()).read_text()
+    assert markdown.startswith("# CalLMIP check report") and "hfss" in markdown
+    assert "<img" not in markdown
     # Another session (a new browser context: no shared cookies) does not see the upload.
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     other = context.new_page()
