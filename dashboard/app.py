@@ -24,6 +24,7 @@ from bokeh.core.validation.warnings import FIXED_SIZING_MODE
 from dashboard import queries
 from dashboard.service import DataService, get_service
 from dashboard.state import METRICS, SITE_VARIABLES, UNOBSERVED_VARIABLES, VIEWS, Selection
+from dashboard.uploads import UploadLimits
 from dashboard.urlstate import query_from_selection, selection_from_query
 from dashboard.views.about import AboutView
 from dashboard.views.loading import in_server_session
@@ -164,7 +165,8 @@ def _bind_url(selection: Selection, service: DataService) -> list[str]:
 
 
 def create_app(data_root: str, *, theme: str | None = None, presentation: bool | None = None,
-               upload: bool = True, upload_limits=None) -> pn.template.BootstrapTemplate:
+               upload: bool = True, upload_limits: UploadLimits | None = None
+               ) -> pn.template.BootstrapTemplate:
     """Build the dashboard for one session.
 
     Parameters

@@ -13,6 +13,10 @@ import logging
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dashboard.uploads import UploadLimits
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,8 @@ def resolve_data_root(data_root: str | None) -> str:
 def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                  show: bool = False, allow_websocket_origin: list[str] | None = None,
                  num_procs: int = 1, num_threads: int | None = None, threaded: bool = False,
-                 start: bool = True, upload: bool = True, upload_limits=None):
+                 start: bool = True, upload: bool = True,
+                 upload_limits: UploadLimits | None = None):
     """Create the Panel/Bokeh server that ``callmip serve`` runs (also used by the tests).
 
     Parameters
