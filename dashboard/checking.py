@@ -35,7 +35,7 @@ from dashboard.sitedata import SiteSeries, _band, _for_display
 from dashboard.state import SITE_VARIABLES
 from dashboard.uploads import StoredFile
 from loaders.naming import parse_name
-from loaders.protocol import CheckReport, ObservationIndex, check_file, quote
+from loaders.protocol import CheckReport, ObservationIndex, check_file
 from loaders.readers import _READ_LOCK, CalLMIPFileError, open_raw, open_site_run, read_site_time
 
 #: Suffix of an uploaded model's id in plots and tables (never confused with the archive's).
@@ -385,8 +385,3 @@ def comparison_table(series: SiteSeries, yours: list[str], variable: str,
                 "inside_spread": inside, "misfit_reduction": reduction,
                 "n_both_stages": n_both})
     return pd.DataFrame(rows, columns=columns)
-
-
-def quote_untrusted(value: object) -> str:
-    """Untrusted text as the reports quote it (``repr``, cut), then HTML-escaped."""
-    return html.escape(quote(value))

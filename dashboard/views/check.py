@@ -201,6 +201,8 @@ class CheckView(pn.viewable.Viewer):
         self.uploads = SessionUploads(self.limits)
         self.checked: list[CheckedFile] = []
         self._session_service: SessionService | None = None
+        #: The last comparison table drawn (:func:`dashboard.checking.comparison_table`).
+        self.comparison = None
         limit_mb = max(1, int(self.limits.max_file_bytes / 2**20))
         self.dropper = LimitedFileDropper(
             multiple=True, max_file_size=f"{limit_mb}MB",
