@@ -24,6 +24,7 @@ from bokeh.core.validation.warnings import FIXED_SIZING_MODE
 from dashboard import queries
 from dashboard.service import DataService, get_service
 from dashboard.state import METRICS, SITE_VARIABLES, UNOBSERVED_VARIABLES, VIEWS, Selection
+from dashboard.uploads import UploadLimits
 from dashboard.urlstate import query_from_selection, selection_from_query
 from dashboard.views.about import AboutView
 from dashboard.views.loading import in_server_session
@@ -164,7 +165,8 @@ def _bind_url(selection: Selection, service: DataService) -> list[str]:
 
 
 def create_app(data_root: str, *, theme: str | None = None, presentation: bool | None = None,
-               upload: bool = True) -> pn.template.BootstrapTemplate:
+               upload: bool = True, upload_limits: UploadLimits | None = None
+               ) -> pn.template.BootstrapTemplate:
     """Build the dashboard for one session.
 
     Parameters
@@ -177,6 +179,8 @@ def create_app(data_root: str, *, theme: str | None = None, presentation: bool |
         Large fonts and high contrast for screen sharing; default from the URL (``?present=1``).
     upload : bool
         Offer the "Check my files" page (``callmip serve --no-upload`` turns it off).
+    upload_limits : dashboard.uploads.UploadLimits, optional
+        Size limits of that page (default 200 MB per file, 2 GB per session).
 
     Returns
     -------
@@ -184,6 +188,8 @@ def create_app(data_root: str, *, theme: str | None = None, presentation: bool |
         The session's page.
     """
     _local_stylesheets()
+    if upload:  # the upload widget's scripts must be in the page before the view is built
+        pn.extension("filedropper")
     args = _session_args()
     theme = theme or ("dark" if _flag(args, "theme") == "dark" else "light")
     if presentation is None:
@@ -208,7 +214,8 @@ def create_app(data_root: str, *, theme: str | None = None, presentation: bool |
             if cls is None:
                 return safe_message(f"The {VIEW_LABELS[view]} view is not part of this release "
                                     "yet; see the README for the roadmap.", "info")
-            views[view] = cls(selection=selection, service=service, look=look)
+            extra = {"limits": upload_limits} if view == "check" and upload_limits else {}
+            views[view] = cls(selection=selection, service=service, look=look, **extra)
         return views[view]
 
     main = pn.Column(*[safe_message(p, "warning") for p in problems],

@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build one app before serving (pays imports and first render once)")
     p.add_argument("--no-upload", dest="upload", action="store_false",
                    help="turn off the 'Check my files' upload page (for a public site)")
+    p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
+                   help="largest file (or zip member, uncompressed) the upload page accepts "
+                        "(default 200)")
+    p.add_argument("--max-session-upload-mb", type=float, default=None, metavar="MB",
+                   help="most a browser session may upload in all (default 2048)")
 
     p = sub.add_parser("demo", help="write the demo archive (synthetic, from a toy calibration)")
     p.add_argument("--out", required=True, help="output folder")
@@ -196,7 +201,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(data_root=args.data_root, port=args.port, address=args.address,
                  show=args.show, allow_websocket_origin=args.allow_websocket_origin,
                  num_procs=args.num_procs, num_threads=args.num_threads,
-                 cache_mb=args.cache_mb, warm=args.warm, upload=args.upload)
+                 cache_mb=args.cache_mb, warm=args.warm, upload=args.upload,
+                 max_upload_mb=args.max_upload_mb,
+                 max_session_upload_mb=args.max_session_upload_mb)
 
 
 COMMANDS = {

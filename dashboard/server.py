@@ -13,6 +13,10 @@ import logging
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dashboard.uploads import UploadLimits
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,8 @@ def resolve_data_root(data_root: str | None) -> str:
 def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                  show: bool = False, allow_websocket_origin: list[str] | None = None,
                  num_procs: int = 1, num_threads: int | None = None, threaded: bool = False,
-                 start: bool = True, upload: bool = True):
+                 start: bool = True, upload: bool = True,
+                 upload_limits: UploadLimits | None = None):
     """Create the Panel/Bokeh server that ``callmip serve`` runs (also used by the tests).
 
     Parameters
@@ -46,6 +51,8 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
         Data folder (already resolved).
     port, address, show, allow_websocket_origin, num_procs, num_threads, upload
         As for :func:`serve`.
+    upload_limits : dashboard.uploads.UploadLimits, optional
+        Size limits of the "Check my files" page.
     threaded : bool
         Run the server in a background thread and return at once (tests).
     start : bool
@@ -67,7 +74,7 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                                          f"127.0.0.1:{port}"]
 
     def app() -> pn.viewable.Viewable:  # a plain function: Panel calls it once per session
-        return create_app(root, upload=upload)
+        return create_app(root, upload=upload, upload_limits=upload_limits)
 
     options = {"port": port, "address": address, "show": show, "websocket_origin": origins,
                "num_procs": num_procs, "title": "CalLMIP Explorer", "liveness": True,
@@ -205,7 +212,8 @@ def _compute_tables_quietly(root: str) -> None:
 def serve(data_root: str | None = None, *, port: int = 5006, address: str = "localhost",
           show: bool = False, allow_websocket_origin: list[str] | None = None,
           num_procs: int = 1, num_threads: int | None = None, cache_mb: float | None = None,
-          warm: bool = False, upload: bool = True) -> int:
+          warm: bool = False, upload: bool = True, max_upload_mb: float | None = None,
+          max_session_upload_mb: float | None = None) -> int:
     """Serve the dashboard until interrupted; return an exit status.
 
     Parameters
@@ -232,6 +240,9 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     upload : bool
         Offer the "Check my files" page, where participants upload their own runs (turn it off
         with ``--no-upload`` on a public site).
+    max_upload_mb, max_session_upload_mb : float, optional
+        Upload limits of that page: per file (default 200 MB) and per session (default
+        2048 MB).
     """
     from dashboard.service import configure, get_service, release_parent_memory
 
@@ -247,6 +258,14 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     if cache_mb is not None and not cache_mb > 0:
         print("callmip serve: error: --cache-mb must be positive", file=sys.stderr)
         return 2
+    from dashboard.uploads import UploadLimits, install_cleanup_handlers
+
+    try:
+        upload_limits = UploadLimits.from_mb(max_upload_mb, max_session_upload_mb)
+    except ValueError:
+        print("callmip serve: error: --max-upload-mb and --max-session-upload-mb must be "
+              "positive", file=sys.stderr)
+        return 2
     configure(cache_mb=cache_mb)
     service = get_service(root)
     print(f"Reading {root}: {len(service.archive.catalog)} files; computing metric tables …",
@@ -256,12 +275,15 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     release_parent_memory()
     server = start_server(root, port=port, address=address, show=show,
                           allow_websocket_origin=allow_websocket_origin, num_procs=num_procs,
-                          num_threads=num_threads, start=False, upload=upload)
+                          num_threads=num_threads, start=False, upload=upload,
+                          upload_limits=upload_limits)
     # From here on this is a worker (the only process when num_procs == 1).
     from tornado.process import task_id
 
     host = "localhost" if address in ("", "0.0.0.0", "::") else address
     first = task_id() in (None, 0)
+    if upload:  # session folders are deleted when this worker stops (exit, SIGTERM, Ctrl-C)
+        install_cleanup_handlers()
     _start_worker(server, root, warm=warm,
                   url=f"http://{host}:{server.port}/" if first else None)
     server.start()

@@ -617,6 +617,31 @@ def _squeeze_site(ds: xr.Dataset, path: str) -> tuple[xr.Dataset, float | None, 
     return ds, lat, lon
 
 
+def _quoted(value: Any, limit: int = 200) -> str:
+    """``repr`` of untrusted text, cut to ``limit`` characters (a units string may be 1 MB)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        return repr(text[:limit]) + f"… ({len(text)} characters)"
+    return repr(text)
+
+
+#: A site run whose time steps fall on an already seen day more often than this share is not
+#: daily (half-hourly or hourly output, or the same days written again).
+MAX_REPEATED_STEP_SHARE = 0.5
+
+
+def _check_daily(dates: pd.DatetimeIndex, path: str) -> None:
+    """Refuse a time axis that is not daily: most steps repeat a day already seen."""
+    n = len(dates)
+    repeated = int(dates.duplicated().sum())
+    if n and repeated > MAX_REPEATED_STEP_SHARE * n:
+        per_day = n / max(1, n - repeated)
+        raise CalLMIPFileError(
+            path, f"is not daily: {repeated} of its {n} time steps fall on a day already "
+                  f"seen (about {per_day:.0f} steps a day); protocol v2 §6.2 asks for one "
+                  "value per day (daily means)")
+
+
 def _canonical_units(da: xr.DataArray, name: str, path: str) -> xr.DataArray:
     spec = TABLE3.get(name)
     if spec is None:
@@ -624,8 +649,8 @@ def _canonical_units(da: xr.DataArray, name: str, path: str) -> xr.DataArray:
     written = da.attrs.get("units")
     factor = conversion_factor(written, spec.units)
     if factor is None:
-        raise CalLMIPFileError(path, f"variable {name!r} has units {written!r}; Table 3 asks "
-                                     f"for {spec.units!r} and no conversion is known")
+        raise CalLMIPFileError(path, f"variable {name!r} has units {_quoted(written)}; Table 3 "
+                                     f"asks for {spec.units!r} and no conversion is known")
     if factor != 1.0:
         da = da * factor
     da.attrs = {**da.attrs, "units": spec.units, "units_as_written": written}
@@ -638,8 +663,8 @@ def _canonical_values(da: xr.DataArray, name: str, path: str) -> tuple[np.ndarra
     written = da.attrs.get("units")
     factor = conversion_factor(written, spec.units)
     if factor is None:
-        raise CalLMIPFileError(path, f"variable {name!r} has units {written!r}; Table 3 asks "
-                                     f"for {spec.units!r} and no conversion is known")
+        raise CalLMIPFileError(path, f"variable {name!r} has units {_quoted(written)}; Table 3 "
+                                     f"asks for {spec.units!r} and no conversion is known")
     values = np.array(da.values, dtype="float64")
     values[~(np.abs(values) < FILL_THRESHOLD)] = np.nan
     if factor != 1.0:
@@ -712,6 +737,7 @@ def open_site_run(path: str | os.PathLike[str], *, first_day: Any = None) -> xr.
         if "time" not in ds.variables:
             raise CalLMIPFileError(path, "has no 'time' variable")
         dates, reading = read_site_time(ds["time"], path, first_day=first_day)
+        _check_daily(dates, path)
         calendar = strip_invisible(ds["time"].attrs.get("calendar", "standard"))
         ds, lat, lon = _squeeze_site(ds, path)
         arrays: dict[str, tuple[tuple[str, ...], np.ndarray, dict]] = {}
