@@ -1,4 +1,4 @@
-"""The ``callmip`` command line: ``serve | demo | check | catalog | metrics``.
+"""The ``callmip`` command line: ``serve | demo | check | catalog | metrics | export``.
 
 Heavy imports happen inside each command, so ``callmip --help`` and ``callmip catalog`` stay fast.
 Exit status: 0 success, 1 a checked file failed (``check``) or a command failed, 2 usage errors.
@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  "default: stdout for json and csv")
     p.add_argument("--min-n", type=int, default=None,
                    help="minimum number of valid days for a score (default 30)")
+
+    p = sub.add_parser("export", help="write a static site that opens offline (file://)")
+    p.add_argument("data_root", help="folder of CalLMIP files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--sites", nargs="+", metavar="SITE", help="sites to export (default: all)")
+    p.add_argument("--variables", nargs="+", metavar="VAR",
+                   help="variables of the Overview pages and figures (default: NEE Qle Qh)")
+    p.add_argument("--no-figures", dest="figures", action="store_false",
+                   help="skip the PNG figures")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="render every page again instead of reusing earlier renders")
     return parser
 
 
@@ -189,6 +200,30 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the static site."""
+    from dashboard.export import export_site
+
+    if not Path(args.data_root).is_dir():
+        raise UsageError(f"data root {args.data_root!r} is not a folder")
+    try:
+        result = export_site(args.data_root, args.out, sites=args.sites,
+                             variables=args.variables, progress=True, use_cache=args.cache,
+                             figures=args.figures)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        print(f"callmip export: error: could not write {args.out}: {exc}", file=sys.stderr)
+        return 1
+    pages = [n for p, n in result.files.items() if p.endswith(".html")]
+    for message in result.messages:
+        print(f"  {message}")
+    print(f"wrote {len(result.files)} files to {result.out} in {result.seconds:.1f} s "
+          f"({result.rendered} rendered, {result.reused} from the cache); largest page "
+          f"{max(pages, default=0) / 2**20:.1f} MB")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the dashboard server."""
     from dashboard.server import serve
@@ -203,6 +238,7 @@ COMMANDS = {
     "catalog": cmd_catalog,
     "check": cmd_check,
     "demo": cmd_demo,
+    "export": cmd_export,
     "metrics": cmd_metrics,
     "serve": cmd_serve,
 }
