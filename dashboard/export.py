@@ -69,6 +69,7 @@ DEFAULT_VARIABLES: tuple[str, ...] = ("NEE", "Qle", "Qh")
 #: A favicon that makes no request (Panel's template otherwise links its CDN's icons).
 _NO_ICON = {"app_favicon": "data:,", "apple_icon": ""}
 
+_SET = re.compile(r'\{"type":"set","entries":\[([^\[\]{}]*)\]\}')
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -171,8 +172,25 @@ class ExportContext:
 
 
 # ------------------------------------------------------------------------------- rendering
+def _sorted_set(match: re.Match) -> str:
+    """A serialised set of strings with its entries sorted (sets iterate in hash order)."""
+    try:
+        entries = json.loads(f"[{match.group(1)}]")
+    except ValueError:
+        return match.group(0)
+    if not all(isinstance(e, str) for e in entries):
+        return match.group(0)
+    return json.dumps({"type": "set", "entries": sorted(entries)}, separators=(",", ":"))
+
+
 def _deterministic(text: str, seed: str) -> str:
-    """Replace Bokeh's random UUIDs by ones derived from ``seed`` and their order."""
+    """Make a saved page's bytes a function of its content only.
+
+    Bokeh's random UUIDs are replaced by ones derived from ``seed`` and their order, and sets
+    (e.g. a plot's subscribed events, serialised in Python's per-process hash order) are
+    sorted.
+    """
+    text = _SET.sub(_sorted_set, text)
     mapping: dict[str, str] = {}
 
     def replace(match: re.Match) -> str:
@@ -209,7 +227,8 @@ def _inline_stylesheets(doc: Any) -> None:
             inlined[url] = InlineStyleSheet(css=path.read_text(encoding="utf-8"))
         return inlined[url]
 
-    for model in list(doc.models):
+    # In id order (ids are deterministic, the document's model set is not ordered).
+    for model in sorted(doc.models, key=lambda m: (len(m.id), m.id)):
         if "stylesheets" not in model.properties():
             continue
         sheets = list(model.stylesheets)
@@ -262,28 +281,41 @@ def render_html(build: Callable[[], Any], *, title: str, seed: str,
 
 
 # ---------------------------------------------------------------------------- page builders
-def _nav(depth: int, title: str, caption: str) -> str:
+def _nav(depth: int, title: str, caption: str, links: dict[str, str] | None = None) -> str:
     up = "../" * depth
+    more = ""
+    if links:
+        more = ('<div style="margin-top:0.3em"><small>' + " &middot; ".join(
+            f'<a href="{html.escape(href)}">{html.escape(label)}</a>'
+            for label, href in links.items()) + "</small></div>")
     return (f'<div style="margin:0.3em 0 0.6em 0"><a href="{up}index.html">&larr; all pages'
             f'</a> &middot; <b>{html.escape(title)}</b> &middot; <small>{html.escape(caption)}'
-            "</small></div>")
+            f"</small>{more}</div>")
 
 
-def _page(context: ExportContext, view: str, path: str, title: str, group: str,
-          **values: Any) -> StaticPage:
-    """A page showing ``view`` on a selection of ``values``, under a link back to the index."""
+def _page(context: ExportContext, view: str, path: str, title: str, group: str, *,
+          note: str = "", links: dict[str, str] | None = None,
+          prepare: Callable[[Any], None] | None = None, **values: Any) -> StaticPage:
+    """A page showing ``view`` on a selection of ``values``, under a link back to the index.
+
+    ``prepare`` adjusts the built view for its static form (e.g. hides a widget that needs a
+    server); ``links`` are shown under the title (e.g. the other sites' pages).
+    """
     def build() -> Any:
         import panel as pn
 
-        caption = ("Static snapshot of the CalLMIP Explorer: zoom, pan and hover work; "
-                   "the selection is fixed (" + ", ".join(f"{k}={v}" for k, v in
-                                                         sorted(values.items())) + ")")
-        return pn.Column(pn.pane.HTML(_nav(path.count("/"), title, caption),
+        caption = ("Static snapshot of the CalLMIP Explorer (zoom, pan and hover work; the "
+                   "selection is fixed: " + ", ".join(f"{k}={v}" for k, v in
+                                                      sorted(values.items())) + ")" + note)
+        shown = context.view(view, **values)
+        if prepare is not None:
+            prepare(shown)
+        return pn.Column(pn.pane.HTML(_nav(path.count("/"), title, caption, links),
                                       sizing_mode="stretch_width"),
-                         context.view(view, **values), sizing_mode="stretch_width")
+                         shown, sizing_mode="stretch_width")
 
     return StaticPage(path=path, title=title, build=build, group=group,
-                      key={"view": view, **values})
+                      key={"view": view, **values, "links": sorted(links or {})})
 
 
 def default_pages(context: ExportContext, name: str) -> list[StaticPage]:
@@ -306,11 +338,25 @@ def overview_pages(context: ExportContext, name: str) -> list[StaticPage]:
     return pages
 
 
+def _whole_record(view: Any) -> None:
+    """Open a Sites view's time series on the whole record and hide the window buttons.
+
+    The buttons need a server; in a static page the reader zooms in instead.
+    """
+    window = getattr(view, "window", None)
+    if window is not None:
+        window.value = "all"
+        window.visible = False
+
+
 def sites_pages(context: ExportContext, name: str) -> list[StaticPage]:
     """One Sites page per site: map, site card, NEE/Qle/Qh series and diagrams."""
     variable = context.variables[0] if context.variables else "NEE"
+    links = {site: f"{site}.html" for site in context.sites}
     return [_page(context, name, f"sites/{site}.html", f"Site {site}", "Sites",
-                  site=site, variable=variable) for site in context.sites]
+                  note=". Other sites: the links below (the map's click needs the live app).",
+                  links=links, prepare=_whole_record, site=site, variable=variable)
+            for site in context.sites]
 
 
 def skip_pages(reason: str) -> Callable[[ExportContext, str], list[StaticPage]]:
