@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build one app before serving (pays imports and first render once)")
     p.add_argument("--no-upload", dest="upload", action="store_false",
                    help="turn off the 'Check my files' upload page (for a public site)")
+    p.add_argument("--oauth-provider", default=os.environ.get("PANEL_OAUTH_PROVIDER"),
+                   help="log users in through Panel's OAuth provider (github, google, "
+                        "azure, generic, …; default $PANEL_OAUTH_PROVIDER). Needs "
+                        "$PANEL_OAUTH_KEY, $PANEL_OAUTH_SECRET, $PANEL_COOKIE_SECRET and "
+                        "$PANEL_OAUTH_ENCRYPTION (the same in every process)")
+    p.add_argument("--oauth-redirect-uri", default=None,
+                   help="public URL the provider redirects to after login "
+                        "(default $PANEL_OAUTH_REDIRECT_URI)")
+    p.add_argument("--use-xheaders", action="store_true",
+                   help="trust X-Forwarded-* headers from a reverse proxy (behind nginx)")
 
     p = sub.add_parser("demo", help="write the demo archive (synthetic, from a toy calibration)")
     p.add_argument("--out", required=True, help="output folder")
@@ -231,7 +242,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(data_root=args.data_root, port=args.port, address=args.address,
                  show=args.show, allow_websocket_origin=args.allow_websocket_origin,
                  num_procs=args.num_procs, num_threads=args.num_threads,
-                 cache_mb=args.cache_mb, warm=args.warm, upload=args.upload)
+                 cache_mb=args.cache_mb, warm=args.warm, upload=args.upload,
+                 oauth_provider=args.oauth_provider,
+                 oauth_redirect_uri=args.oauth_redirect_uri, use_xheaders=args.use_xheaders)
 
 
 COMMANDS = {

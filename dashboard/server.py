@@ -37,7 +37,8 @@ def resolve_data_root(data_root: str | None) -> str:
 def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                  show: bool = False, allow_websocket_origin: list[str] | None = None,
                  num_procs: int = 1, num_threads: int | None = None, threaded: bool = False,
-                 start: bool = True, upload: bool = True):
+                 start: bool = True, upload: bool = True, oauth_provider: str | None = None,
+                 oauth_redirect_uri: str | None = None, use_xheaders: bool = False):
     """Create the Panel/Bokeh server that ``callmip serve`` runs (also used by the tests).
 
     Parameters
@@ -45,6 +46,8 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
     root : str
         Data folder (already resolved).
     port, address, show, allow_websocket_origin, num_procs, num_threads, upload
+        As for :func:`serve`.
+    oauth_provider, oauth_redirect_uri, use_xheaders
         As for :func:`serve`.
     threaded : bool
         Run the server in a background thread and return at once (tests).
@@ -75,11 +78,48 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                # A page whose websocket connects later than this is rebuilt from scratch:
                # Bokeh's 15 s default is shorter than a first load under a workshop burst.
                "unused_session_lifetime_milliseconds": UNUSED_SESSION_LIFETIME_MS}
+    options.update(_hosting_options(oauth_provider, oauth_redirect_uri, use_xheaders))
     if threaded:
         return pn.serve({"/": app}, threaded=True, **options)
     from panel.io.server import get_server
 
     return get_server({"/": app}, start=start, **options)
+
+
+#: Paths that answer without a login when OAuth is on (health checks of a proxy or cluster).
+GUEST_ENDPOINTS = ["/liveness", "/callmip-status"]
+
+
+def oauth_problems(oauth_provider: str | None) -> list[str]:
+    """What is missing to log users in through ``oauth_provider`` (empty: nothing).
+
+    Panel reads the client id and secret, the cookie secret and the encryption key from
+    ``PANEL_OAUTH_KEY``, ``PANEL_OAUTH_SECRET``, ``PANEL_COOKIE_SECRET`` and
+    ``PANEL_OAUTH_ENCRYPTION``: secrets stay out of the command line (and ``ps``), and every
+    process behind a proxy must share the same values.
+    """
+    import os
+
+    if not oauth_provider:
+        return []
+    needed = ["PANEL_OAUTH_KEY", "PANEL_OAUTH_SECRET", "PANEL_COOKIE_SECRET",
+              "PANEL_OAUTH_ENCRYPTION"]
+    return [f"--oauth-provider {oauth_provider} needs ${name}" for name in needed
+            if not os.environ.get(name)]
+
+
+def _hosting_options(oauth_provider: str | None, oauth_redirect_uri: str | None,
+                     use_xheaders: bool) -> dict:
+    """Panel/Bokeh server options of a hosted site: OAuth login, proxy headers."""
+    options: dict = {}
+    if oauth_provider:
+        options.update(oauth_provider=oauth_provider,
+                       oauth_guest_endpoints=list(GUEST_ENDPOINTS))
+        if oauth_redirect_uri:
+            options["oauth_redirect_uri"] = oauth_redirect_uri
+    if use_xheaders:
+        options["use_xheaders"] = True
+    return options
 
 
 #: How long a session built for a page request waits for its websocket (Bokeh: 15 s).
@@ -205,7 +245,8 @@ def _compute_tables_quietly(root: str) -> None:
 def serve(data_root: str | None = None, *, port: int = 5006, address: str = "localhost",
           show: bool = False, allow_websocket_origin: list[str] | None = None,
           num_procs: int = 1, num_threads: int | None = None, cache_mb: float | None = None,
-          warm: bool = False, upload: bool = True) -> int:
+          warm: bool = False, upload: bool = True, oauth_provider: str | None = None,
+          oauth_redirect_uri: str | None = None, use_xheaders: bool = False) -> int:
     """Serve the dashboard until interrupted; return an exit status.
 
     Parameters
@@ -232,6 +273,13 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     upload : bool
         Offer the "Check my files" page, where participants upload their own runs (turn it off
         with ``--no-upload`` on a public site).
+    oauth_provider : str, optional
+        Log users in through this Panel OAuth provider; the secrets come from the environment
+        (:func:`oauth_problems`). ``/liveness`` and ``/callmip-status`` stay open.
+    oauth_redirect_uri : str, optional
+        The public URL the provider sends users back to.
+    use_xheaders : bool
+        Trust ``X-Forwarded-*`` headers (behind a reverse proxy).
     """
     from dashboard.service import configure, get_service, release_parent_memory
 
@@ -247,6 +295,10 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     if cache_mb is not None and not cache_mb > 0:
         print("callmip serve: error: --cache-mb must be positive", file=sys.stderr)
         return 2
+    problems = oauth_problems(oauth_provider)
+    if problems:
+        print("callmip serve: error: " + "; ".join(problems), file=sys.stderr)
+        return 2
     configure(cache_mb=cache_mb)
     service = get_service(root)
     print(f"Reading {root}: {len(service.archive.catalog)} files; computing metric tables …",
@@ -256,7 +308,9 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     release_parent_memory()
     server = start_server(root, port=port, address=address, show=show,
                           allow_websocket_origin=allow_websocket_origin, num_procs=num_procs,
-                          num_threads=num_threads, start=False, upload=upload)
+                          num_threads=num_threads, start=False, upload=upload,
+                          oauth_provider=oauth_provider, oauth_redirect_uri=oauth_redirect_uri,
+                          use_xheaders=use_xheaders)
     # From here on this is a worker (the only process when num_procs == 1).
     from tornado.process import task_id
 
