@@ -149,7 +149,8 @@ class ExportContext:
         """Block-average ``data`` onto the export's fixed grid (:attr:`grid_deg`).
 
         Cells are binned by their centres into ``grid_deg`` boxes aligned on −90/−180 and
-        averaged (NaN ignored); a grid already as coarse is returned unchanged. Global maps in
+        averaged over their valid cells (NaN ignored; a box without any is NaN); a grid
+        already as coarse is returned unchanged. Global maps in
         a static page then carry at most (180 / grid_deg) × (360 / grid_deg) values a frame.
         """
         import numpy as np
@@ -161,12 +162,19 @@ class ExportContext:
         g = self.grid_deg
         lat_edges = np.arange(-90, 90 + g / 2, g)
         lon_edges = np.arange(-180, 180 + g / 2, g)
-        lons = ((data[lon] + 180) % 360) - 180
-        data = data.assign_coords({lon: lons})
-        out = (data.groupby_bins(lat, lat_edges, labels=lat_edges[:-1] + g / 2).mean()
-               .rename({f"{lat}_bins": lat}))
-        out = (out.groupby_bins(lon, lon_edges, labels=lon_edges[:-1] + g / 2).mean()
-               .rename({f"{lon}_bins": lon}))
+        data = data.assign_coords({lon: ((data[lon] + 180) % 360) - 180})
+
+        def block_sum(values: xr.DataArray) -> xr.DataArray:
+            by_lat = (values.groupby_bins(lat, lat_edges, labels=lat_edges[:-1] + g / 2)
+                      .sum().rename({f"{lat}_bins": lat}))
+            return (by_lat.groupby_bins(lon, lon_edges, labels=lon_edges[:-1] + g / 2)
+                    .sum().rename({f"{lon}_bins": lon}))
+
+        # The mean of every valid cell in a box (a mean of row means would weight the cells
+        # of a row with gaps more).
+        total = block_sum(data.fillna(0))
+        count = block_sum(data.notnull().astype(float))
+        out = total / count.where(count > 0)
         out.attrs = dict(data.attrs)
         return out
 
@@ -272,11 +280,15 @@ def render_html(build: Callable[[], Any], *, title: str, seed: str,
             serialization._simple_id = 999
     doc = Document()
     with set_curdoc(doc):  # not a server session: no progressive filling
-        root = pn.panel(build()).get_root(doc, Comm())
-        add_to_doc(root, doc, True)
-        _inline_stylesheets(doc)
-        buffer = io.StringIO()
-        save(doc, buffer, title=title, resources=INLINE, template_variables=dict(_NO_ICON))
+        obj = pn.panel(build())
+        root = obj.get_root(doc, Comm())
+        try:
+            add_to_doc(root, doc, True)
+            _inline_stylesheets(doc)
+            buffer = io.StringIO()
+            save(doc, buffer, title=title, resources=INLINE, template_variables=dict(_NO_ICON))
+        finally:
+            obj._cleanup(root)  # a live server keeps nothing of a snapshot
     return _deterministic(buffer.getvalue(), seed).encode("utf-8")
 
 
@@ -553,8 +565,9 @@ def _index_html(pages: list[StaticPage], files: dict[str, int], messages: list[s
              f"<p>Archive <code>{html.escape(archive_name)}</code>; Explorer "
              f"{html.escape(str(versions['explorer']))}, metric definitions version "
              f"{versions['metrics']}. Opens offline: every page carries its own scripts and "
-             "data. <code>manifest.json</code> lists the archive's files with their sha256."
-             "</p>"]
+             'data. <a href="manifest.json">manifest.json</a> lists the archive\'s files with '
+             'their sha256; <a href="export-log.txt">export-log.txt</a> says what was left '
+             "out.</p>"]
     groups: dict[str, list[StaticPage]] = {}
     for page in pages:
         groups.setdefault(page.group or "Views", []).append(page)
@@ -727,17 +740,24 @@ def snapshot_html(selection: Selection, service: DataService, look: Look) -> byt
     caption = ("Snapshot of the CalLMIP Explorer (static: zoom, pan and hover work): "
                + ", ".join(f"{k}={v}" for k, v in query.items()))
     cls = view_class(name)
-    if cls is None or name == "check":
-        body = pn.pane.Alert(f"The {label} view cannot be saved as a snapshot.",
-                             alert_type="info")
-    else:
-        body = cls(selection=copy, service=service, look=look)
-    page = pn.Column(pn.pane.HTML(f"<div><b>{html.escape(label)}</b> &middot; <small>"
-                                  f"{html.escape(caption)}</small></div>",
-                                  sizing_mode="stretch_width"),
-                     body, sizing_mode="stretch_width")
+
+    def build() -> Any:
+        # Built inside render_html: a view composed here, in the live session, would fill
+        # itself in step by step on the session's event loop instead of in the file.
+        if cls is None or name == "check":
+            body = pn.pane.Alert(f"The {label} view cannot be saved as a snapshot.",
+                                 alert_type="info")
+        else:
+            body = cls(selection=copy, service=service, look=look)
+            if name == "sites":
+                _whole_record(body)
+        return pn.Column(pn.pane.HTML(f"<div><b>{html.escape(label)}</b> &middot; <small>"
+                                      f"{html.escape(caption)}</small></div>",
+                                      sizing_mode="stretch_width"),
+                         body, sizing_mode="stretch_width")
+
     # A live server's Bokeh id counter is never reset (its sessions' documents use it).
-    return render_html(lambda: page, title=f"CalLMIP Explorer: {label}",
+    return render_html(build, title=f"CalLMIP Explorer: {label}",
                        seed=json.dumps(query, sort_keys=True), reset_ids=False)
 
 
