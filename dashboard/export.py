@@ -465,17 +465,22 @@ def export_cache_dir() -> Path:
     return cache_dir().parent / "export"
 
 
-def _versions() -> dict[str, Any]:
-    import bokeh
-    import holoviews
-    import matplotlib
-    import panel
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _versions() -> dict[str, Any]:
     from dashboard.metrics.tables import METRICS_VERSION
 
     return {"explorer": explorer_version(), "metrics": METRICS_VERSION,
-            "export": EXPORT_VERSION, "bokeh": bokeh.__version__, "panel": panel.__version__,
-            "holoviews": holoviews.__version__, "matplotlib": matplotlib.__version__}
+            "export": EXPORT_VERSION,
+            **{name: _package_version(name) for name in ("bokeh", "panel", "holoviews",
+                                                         "matplotlib")}}
 
 
 def _cache_key(signature: str, item: str, key: dict) -> str:
@@ -663,7 +668,10 @@ def export_site(data_root: str | Path, out: str | Path, *, sites: Iterable[str] 
          (lambda page=page: render_html(page.build, title=f"CalLMIP Explorer: {page.title}",
                                         seed=page.path)))
         for page in pages]
-    if figures:
+    if figures and versions["matplotlib"] is None:
+        context.messages.append("figures: not drawn (matplotlib is not installed: "
+                                "pip install 'callmip-explorer[export]')")
+    elif figures:
         from dashboard import export_figures
 
         jobs += [(job.path, "figure", job.key, job.draw)
