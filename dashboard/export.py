@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # heavy imports happen inside functions
 log = logging.getLogger(__name__)
 
 #: Bump when the exporter's output changes for the same inputs (invalidates the page cache).
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: readable PNG figures (decimal-year axes, no cell values)
 
 #: A page larger than this is reported in the log (the static site's size goal).
 PAGE_LIMIT_BYTES = 10 * 2**20

@@ -75,6 +75,7 @@ def scorecard_figure(context: ExportContext, variable: str, scenario: int = 1) -
 
     from dashboard import queries
 
+    _renderer()  # the matplotlib backend's options exist once it is loaded
     frame = queries.scorecard_frame(context.service, scenario, variable)
     n_models = max(frame["model"].nunique(), 1) if not frame.empty else 1
     n_sites = max(frame["site"].nunique(), 1) if not frame.empty else 1
@@ -86,20 +87,29 @@ def scorecard_figure(context: ExportContext, variable: str, scenario: int = 1) -
     data = frame[["site", "model", "misfit_reduction"]].astype(
         {"site": object, "model": object, "misfit_reduction": float})
     heat = hv.HeatMap(data, kdims=["site", "model"], vdims=["misfit_reduction"])
-    heat = heat.opts(hv.opts.HeatMap(
+    heat = heat.opts(
         backend="matplotlib", cmap="RdBu", clim=(-1, 1), colorbar=True, xrotation=90,
         clipping_colors={"NaN": "#d9d9d9"}, title=title, xlabel="", ylabel="",
-        fig_inches=(max(6.0, 0.32 * n_sites + 2), max(2.5, 0.45 * n_models + 1.5)),
-        fontsize={"title": 10, "labels": 9, "xticks": 7, "yticks": 8}))
+        show_values=False, invert_yaxis=True,
+        clabel="misfit reduction (1 − RMSE_post / RMSE_prior)", aspect=min(6.0, max(1.5, 0.8 * n_sites / n_models)), fig_size=350,
+        fontsize={"title": 10, "labels": 9, "xticks": 7, "yticks": 8})
     return png_bytes(heat)
 
 
 def _monthly(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Monthly means of a daily series (months with fewer than 10 valid days: NaN)."""
+    """Monthly means of a daily series, at mid-month in decimal years.
+
+    A month with fewer than 10 valid days is NaN.
+    """
     series = pd.Series(np.asarray(values, dtype=float), index=pd.to_datetime(times))
     grouped = series.resample("MS")
     means = grouped.mean().where(grouped.count() >= 10)
-    return means.index.to_numpy(), means.to_numpy()
+    # Decimal years at mid-month: matplotlib then ticks whole years (HoloViews labels a
+    # datetime axis with full timestamps that run into each other).
+    index = means.index
+    years = index.year + (index.dayofyear - 1 + index.days_in_month / 2) / np.where(
+        index.is_leap_year, 366, 365)
+    return np.asarray(years, dtype=float), means.to_numpy()
 
 
 def site_figure(context: ExportContext, site: str, scenario: int = 1) -> bytes:
@@ -109,6 +119,7 @@ def site_figure(context: ExportContext, site: str, scenario: int = 1) -> bytes:
     from dashboard import queries
     from dashboard.views.style import model_colour
 
+    _renderer()
     service = context.service
     models = service.model_ids()
     panels = []
@@ -125,24 +136,24 @@ def site_figure(context: ExportContext, site: str, scenario: int = 1) -> bytes:
                 if run.empty:
                     continue
                 x, y = _monthly(run["time"].to_numpy(), run["value"].to_numpy())
-                layers.append(hv.Curve((x, y), "time", ("value", label),
+                layers.append(hv.Curve((x, y), ("year", "year"), ("value", label),
                                        label=f"{model} {stage.lower()}").opts(
                     backend="matplotlib", color=model_colour(model, models), linestyle=dash,
                     linewidth=1.2 if stage == "Posterior" else 0.9))
         if not data.obs.empty:
             x, y = _monthly(data.obs["time"].to_numpy(), data.obs["value"].to_numpy())
-            layers.append(hv.Curve((x, y), "time", ("value", label),
+            layers.append(hv.Curve((x, y), ("year", "year"), ("value", label),
                                    label=f"observed (n={data.n_obs_valid} days)").opts(
                 backend="matplotlib", color="black", linewidth=1.6))
         if not layers:
-            layers.append(hv.Curve([], "time", ("value", label), label="no data"))
+            layers.append(hv.Curve([], ("year", "year"), ("value", label), label="no data"))
         overlay = hv.Overlay(layers).opts(
-            hv.opts.Overlay(backend="matplotlib", title=f"{site}: {variable}, monthly means",
-                            legend_position="right", fig_inches=(10, 2.6),
-                            fontsize={"title": 10, "legend": 7, "labels": 9}))
+            backend="matplotlib", title=f"{site}: {variable}, monthly means",
+            legend_position="right", aspect=4.0, xformatter="%d",
+            fontsize={"title": 10, "legend": 7, "labels": 9, "ticks": 8})
         panels.append(overlay)
     layout = hv.Layout(panels).cols(1).opts(
-        hv.opts.Layout(backend="matplotlib", sublabel_format="", vspace=0.35))
+        backend="matplotlib", sublabel_format="", vspace=0.3, fig_size=260)
     return png_bytes(layout)
 
 
