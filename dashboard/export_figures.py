@@ -91,7 +91,8 @@ def scorecard_figure(context: ExportContext, variable: str, scenario: int = 1) -
         backend="matplotlib", cmap="RdBu", clim=(-1, 1), colorbar=True, xrotation=90,
         clipping_colors={"NaN": "#d9d9d9"}, title=title, xlabel="", ylabel="",
         show_values=False, invert_yaxis=True,
-        clabel="misfit reduction (1 − RMSE_post / RMSE_prior)", aspect=min(6.0, max(1.5, 0.8 * n_sites / n_models)), fig_size=350,
+        clabel="misfit reduction (1 − RMSE_post / RMSE_prior)",
+        aspect=min(6.0, max(1.5, 0.8 * n_sites / n_models)), fig_size=350,
         fontsize={"title": 10, "labels": 9, "xticks": 7, "yticks": 8})
     return png_bytes(heat)
 
