@@ -784,7 +784,7 @@ def snapshot_button(selection: Selection, service: DataService, look: Look) -> p
     """A **Snapshot** button: downloads the current view as one standalone HTML file."""
     import panel as pn
 
-    button = pn.widgets.FileDownload(label="Snapshot (HTML)", button_type="light",
+    button = pn.widgets.FileDownload(label="Snapshot (HTML)",
                                      filename="callmip.html", embed=False,
                                      description="Save the current view, with its selection, "
                                                  "as one HTML file that opens offline.")
