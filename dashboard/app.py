@@ -22,6 +22,7 @@ from bokeh.core.validation import silence
 from bokeh.core.validation.warnings import FIXED_SIZING_MODE
 
 from dashboard import queries
+from dashboard.export import snapshot_button
 from dashboard.service import DataService, get_service
 from dashboard.state import METRICS, SITE_VARIABLES, UNOBSERVED_VARIABLES, VIEWS, Selection
 from dashboard.uploads import UploadLimits
@@ -235,6 +236,9 @@ def create_app(data_root: str, *, theme: str | None = None, presentation: bool |
 
     toggle.param.watch(lambda e: reload_with(present="1" if e.new else "0"), "value")
     theme_switch.param.watch(lambda e: reload_with(theme=e.new), "value")
+    # Snapshot: the current view with its selection as one standalone HTML file (offline).
+    snapshot = snapshot_button(selection, service, look)
+    snapshot.sizing_mode = "stretch_width"
     about = pn.Card(AboutView(selection=selection), title="About CalLMIP and the metrics",
                     collapsed=True, sizing_mode="stretch_width")
     root_note = pn.pane.HTML(
@@ -249,10 +253,11 @@ def create_app(data_root: str, *, theme: str | None = None, presentation: bool |
         warnings.filterwarnings("ignore", message=".*'busy_indicator'.*allow_refs")
         template = pn.template.BootstrapTemplate(
             title="CalLMIP Explorer", theme="dark" if theme == "dark" else "default",
-            sidebar=[*widgets, pn.layout.Divider(), toggle, theme_switch, root_note],
+            sidebar=[*widgets, pn.layout.Divider(), toggle, theme_switch, snapshot, root_note],
             main=[main, about], sidebar_width=360 if presentation else 300,
             raw_css=[PRESENTATION_CSS] if presentation else [], busy_indicator=busy,
         )
     template.selection = selection  # for tests and the exporter
     template.views = views
+    template.snapshot = snapshot
     return template

@@ -1,4 +1,4 @@
-"""The ``callmip`` command line: ``serve | demo | check | catalog | metrics``.
+"""The ``callmip`` command line: ``serve | demo | check | catalog | metrics | export``.
 
 Heavy imports happen inside each command, so ``callmip --help`` and ``callmip catalog`` stay fast.
 Exit status: 0 success, 1 a checked file failed (``check``) or a command failed, 2 usage errors.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 200)")
     p.add_argument("--max-session-upload-mb", type=float, default=None, metavar="MB",
                    help="most a browser session may upload in all (default 2048)")
+    p.add_argument("--oauth-provider", default=os.environ.get("PANEL_OAUTH_PROVIDER"),
+                   help="log users in through Panel's OAuth provider (github, google, "
+                        "azure, generic, …; default $PANEL_OAUTH_PROVIDER). Needs "
+                        "$PANEL_OAUTH_KEY, $PANEL_OAUTH_SECRET, $PANEL_COOKIE_SECRET and "
+                        "$PANEL_OAUTH_ENCRYPTION (the same in every process)")
+    p.add_argument("--oauth-redirect-uri", default=None,
+                   help="public URL the provider redirects to after login "
+                        "(default $PANEL_OAUTH_REDIRECT_URI)")
+    p.add_argument("--use-xheaders", action="store_true",
+                   help="trust X-Forwarded-* headers from a reverse proxy (behind nginx)")
 
     p = sub.add_parser("demo", help="write the demo archive (synthetic, from a toy calibration)")
     p.add_argument("--out", required=True, help="output folder")
@@ -83,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  "default: stdout for json and csv")
     p.add_argument("--min-n", type=int, default=None,
                    help="minimum number of valid days for a score (default 30)")
+
+    p = sub.add_parser("export", help="write a static site that opens offline (file://)")
+    p.add_argument("data_root", help="folder of CalLMIP files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--sites", nargs="+", metavar="SITE", help="sites to export (default: all)")
+    p.add_argument("--variables", nargs="+", metavar="VAR",
+                   help="variables of the Overview pages and figures (default: NEE Qle Qh)")
+    p.add_argument("--no-figures", dest="figures", action="store_false",
+                   help="skip the PNG figures")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="render every page again instead of reusing earlier renders")
     return parser
 
 
@@ -194,6 +216,30 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the static site."""
+    from dashboard.export import export_site
+
+    if not Path(args.data_root).is_dir():
+        raise UsageError(f"data root {args.data_root!r} is not a folder")
+    try:
+        result = export_site(args.data_root, args.out, sites=args.sites,
+                             variables=args.variables, progress=True, use_cache=args.cache,
+                             figures=args.figures)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        print(f"callmip export: error: could not write {args.out}: {exc}", file=sys.stderr)
+        return 1
+    pages = [n for p, n in result.files.items() if p.endswith(".html")]
+    for message in result.messages:
+        print(f"  {message}")
+    print(f"wrote {len(result.files)} files to {result.out} in {result.seconds:.1f} s "
+          f"({result.rendered} rendered, {result.reused} from the cache); largest page "
+          f"{max(pages, default=0) / 2**20:.1f} MB")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the dashboard server."""
     from dashboard.server import serve
@@ -203,13 +249,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  num_procs=args.num_procs, num_threads=args.num_threads,
                  cache_mb=args.cache_mb, warm=args.warm, upload=args.upload,
                  max_upload_mb=args.max_upload_mb,
-                 max_session_upload_mb=args.max_session_upload_mb)
+                 max_session_upload_mb=args.max_session_upload_mb,
+                 oauth_provider=args.oauth_provider,
+                 oauth_redirect_uri=args.oauth_redirect_uri, use_xheaders=args.use_xheaders)
 
 
 COMMANDS = {
     "catalog": cmd_catalog,
     "check": cmd_check,
     "demo": cmd_demo,
+    "export": cmd_export,
     "metrics": cmd_metrics,
     "serve": cmd_serve,
 }

@@ -42,7 +42,8 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                  show: bool = False, allow_websocket_origin: list[str] | None = None,
                  num_procs: int = 1, num_threads: int | None = None, threaded: bool = False,
                  start: bool = True, upload: bool = True,
-                 upload_limits: UploadLimits | None = None):
+                 upload_limits: UploadLimits | None = None, oauth_provider: str | None = None,
+                 oauth_redirect_uri: str | None = None, use_xheaders: bool = False):
     """Create the Panel/Bokeh server that ``callmip serve`` runs (also used by the tests).
 
     Parameters
@@ -53,6 +54,8 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
         As for :func:`serve`.
     upload_limits : dashboard.uploads.UploadLimits, optional
         Size limits of the "Check my files" page.
+    oauth_provider, oauth_redirect_uri, use_xheaders
+        As for :func:`serve`.
     threaded : bool
         Run the server in a background thread and return at once (tests).
     start : bool
@@ -82,11 +85,48 @@ def start_server(root: str, *, port: int = 5006, address: str = "localhost",
                # A page whose websocket connects later than this is rebuilt from scratch:
                # Bokeh's 15 s default is shorter than a first load under a workshop burst.
                "unused_session_lifetime_milliseconds": UNUSED_SESSION_LIFETIME_MS}
+    options.update(_hosting_options(oauth_provider, oauth_redirect_uri, use_xheaders))
     if threaded:
         return pn.serve({"/": app}, threaded=True, **options)
     from panel.io.server import get_server
 
     return get_server({"/": app}, start=start, **options)
+
+
+#: Paths that answer without a login when OAuth is on (health checks of a proxy or cluster).
+GUEST_ENDPOINTS = ["/liveness", "/callmip-status"]
+
+
+def oauth_problems(oauth_provider: str | None) -> list[str]:
+    """What is missing to log users in through ``oauth_provider`` (empty: nothing).
+
+    Panel reads the client id and secret, the cookie secret and the encryption key from
+    ``PANEL_OAUTH_KEY``, ``PANEL_OAUTH_SECRET``, ``PANEL_COOKIE_SECRET`` and
+    ``PANEL_OAUTH_ENCRYPTION``: secrets stay out of the command line (and ``ps``), and every
+    process behind a proxy must share the same values.
+    """
+    import os
+
+    if not oauth_provider:
+        return []
+    needed = ["PANEL_OAUTH_KEY", "PANEL_OAUTH_SECRET", "PANEL_COOKIE_SECRET",
+              "PANEL_OAUTH_ENCRYPTION"]
+    return [f"--oauth-provider {oauth_provider} needs ${name}" for name in needed
+            if not os.environ.get(name)]
+
+
+def _hosting_options(oauth_provider: str | None, oauth_redirect_uri: str | None,
+                     use_xheaders: bool) -> dict:
+    """Panel/Bokeh server options of a hosted site: OAuth login, proxy headers."""
+    options: dict = {}
+    if oauth_provider:
+        options.update(oauth_provider=oauth_provider,
+                       oauth_guest_endpoints=list(GUEST_ENDPOINTS))
+        if oauth_redirect_uri:
+            options["oauth_redirect_uri"] = oauth_redirect_uri
+    if use_xheaders:
+        options["use_xheaders"] = True
+    return options
 
 
 #: How long a session built for a page request waits for its websocket (Bokeh: 15 s).
@@ -213,7 +253,8 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
           show: bool = False, allow_websocket_origin: list[str] | None = None,
           num_procs: int = 1, num_threads: int | None = None, cache_mb: float | None = None,
           warm: bool = False, upload: bool = True, max_upload_mb: float | None = None,
-          max_session_upload_mb: float | None = None) -> int:
+          max_session_upload_mb: float | None = None, oauth_provider: str | None = None,
+          oauth_redirect_uri: str | None = None, use_xheaders: bool = False) -> int:
     """Serve the dashboard until interrupted; return an exit status.
 
     Parameters
@@ -243,6 +284,13 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     max_upload_mb, max_session_upload_mb : float, optional
         Upload limits of that page: per file (default 200 MB) and per session (default
         2048 MB).
+    oauth_provider : str, optional
+        Log users in through this Panel OAuth provider; the secrets come from the environment
+        (:func:`oauth_problems`). ``/liveness`` and ``/callmip-status`` stay open.
+    oauth_redirect_uri : str, optional
+        The public URL the provider sends users back to.
+    use_xheaders : bool
+        Trust ``X-Forwarded-*`` headers (behind a reverse proxy).
     """
     from dashboard.service import configure, get_service, release_parent_memory
 
@@ -266,6 +314,10 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
         print("callmip serve: error: --max-upload-mb and --max-session-upload-mb must be "
               "positive", file=sys.stderr)
         return 2
+    problems = oauth_problems(oauth_provider)
+    if problems:
+        print("callmip serve: error: " + "; ".join(problems), file=sys.stderr)
+        return 2
     configure(cache_mb=cache_mb)
     service = get_service(root)
     print(f"Reading {root}: {len(service.archive.catalog)} files; computing metric tables …",
@@ -276,7 +328,8 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     server = start_server(root, port=port, address=address, show=show,
                           allow_websocket_origin=allow_websocket_origin, num_procs=num_procs,
                           num_threads=num_threads, start=False, upload=upload,
-                          upload_limits=upload_limits)
+                          upload_limits=upload_limits, oauth_provider=oauth_provider,
+                          oauth_redirect_uri=oauth_redirect_uri, use_xheaders=use_xheaders)
     # From here on this is a worker (the only process when num_procs == 1).
     from tornado.process import task_id
 
