@@ -10,7 +10,13 @@ from __future__ import annotations
 import holoviews as hv
 import numpy as np
 import pandas as pd
-from bokeh.models import CompositeTicker, DatetimeTickFormatter, MonthsTicker, YearsTicker
+from bokeh.models import (
+    CompositeTicker,
+    DatetimeTickFormatter,
+    DaysTicker,
+    MonthsTicker,
+    YearsTicker,
+)
 
 from dashboard import queries
 from dashboard.metrics.diagrams import MONTHS, monthly_means
@@ -46,7 +52,9 @@ class SitePlots:
         # default ticker spaced them by fixed numbers of days, which fell unevenly (1998, 2001,
         # 2004, 2008; Feb, Jun, Sep).
         self._ticks = CompositeTicker(tickers=[
-            MonthsTicker(months=list(range(12))), MonthsTicker(months=[0, 3, 6, 9]),
+            DaysTicker(days=list(range(1, 32))), DaysTicker(days=[1, 8, 15, 22]),
+            DaysTicker(days=[1, 15]), MonthsTicker(months=list(range(12))),
+            MonthsTicker(months=[0, 3, 6, 9]),
             MonthsTicker(months=[0, 6]), YearsTicker(desired_num_ticks=8)])
         #: Time window (epoch ms) of each time-series frame, by its title (see _apply_window).
         self._windows: dict[str, tuple[float, float] | tuple[None, None]] = {}
