@@ -143,16 +143,19 @@ def _weights(times: Any) -> xr.DataArray | None:
     return None
 
 
+def weighted_time_mean(da: xr.DataArray) -> xr.DataArray:
+    """Mean over ``time`` (lazy), monthly steps weighted by their days, NaN steps skipped."""
+    if da.sizes["time"] == 1:
+        return da.isel(time=0, drop=True)
+    weights = _weights(da["time"].values)
+    if weights is None:
+        return da.mean("time", skipna=True)
+    return da.weighted(weights.assign_coords(time=da["time"])).mean("time", skipna=True)
+
+
 def time_mean(da: xr.DataArray, text: str) -> xr.DataArray:
     """``da`` reduced over the steps ``text`` selects (lazy; monthly steps weighted by days)."""
-    steps = time_steps(da["time"].values, text)
-    sub = da.isel(time=steps)
-    if steps.size == 1:
-        return sub.isel(time=0, drop=True)
-    weights = _weights(sub["time"].values)
-    if weights is None:
-        return sub.mean("time", skipna=True)
-    return sub.weighted(weights.assign_coords(time=sub["time"])).mean("time", skipna=True)
+    return weighted_time_mean(da.isel(time=time_steps(da["time"].values, text)))
 
 
 # --------------------------------------------------------------------------- dask
@@ -208,6 +211,11 @@ class GlobalRun:
         return self.group or Path(self.source).name
 
     @property
+    def where(self) -> str:
+        """The source and group, as named in messages and ``archive.errors``."""
+        return f"{self.source}/{self.group}" if self.group else self.source
+
+    @property
     def netcdf(self) -> bool:
         """Whether it is read from NetCDF (HDF5 lock)."""
         return not is_zarr(self.source)
@@ -259,8 +267,7 @@ def open_run(service: Any, run: GlobalRun) -> xr.Dataset | None:
         try:
             return open_gridded(run.source, group=run.group)
         except GridError as exc:
-            service.archive.errors[run.source if not run.group else
-                                   f"{run.source}/{run.group}"] = exc.problem
+            service.archive.errors[run.where] = exc.problem
             return None
 
     return service.frame(key, compute_open)
@@ -303,13 +310,20 @@ def global_times(service: Any) -> pd.DatetimeIndex:
     return pd.DatetimeIndex([])
 
 
-def problems(service: Any) -> list[str]:
-    """Messages for global runs that cannot be used."""
+def problems(service: Any, variable: str | None = None) -> list[str]:
+    """Messages for global runs that cannot be used.
+
+    Given ``variable``, also for runs whose ``variable`` cannot be read (a run without it is
+    not a problem).
+    """
     out = []
     for run in global_runs(service):
         if open_run(service, run) is None:
-            key = run.source if not run.group else f"{run.source}/{run.group}"
-            out.append(f"{run.name}: {service.archive.errors.get(key, 'cannot be read')}")
+            out.append(f"{run.name}: {service.archive.errors.get(run.where, 'cannot be read')}")
+        elif variable is not None and run_field(service, run, variable) is None:
+            message = service.archive.errors.get(f"{run.where}#{variable}", "")
+            if message and not message.startswith("has no variable"):
+                out.append(f"{run.name}: {message}")
     return out
 
 
@@ -322,9 +336,9 @@ def run_field(service: Any, run: GlobalRun, variable: str) -> xr.DataArray | Non
 
     def compute_field() -> xr.DataArray | None:
         try:
-            return field(ds, variable, run.source)
+            return field(ds, variable, run.where)
         except GridError as exc:
-            service.archive.errors[f"{run.source}#{variable}"] = exc.problem
+            service.archive.errors[f"{run.where}#{variable}"] = exc.problem
             return None
 
     return service.frame(key, compute_field)
@@ -410,7 +424,7 @@ def _spread_map(service: Any, variable: str, stage: str, time: str, models: list
     def compute_spread() -> xr.DataArray:
         steps = {m: da.isel(time=time_steps(da["time"].values, time)) for m, da in fields.items()}
         spread = cell_spread(steps)
-        return compute(spread.mean("time", skipna=True), netcdf=netcdf)
+        return compute(weighted_time_mean(spread), netcdf=netcdf)
 
     return _cached(service, key, compute_spread)
 

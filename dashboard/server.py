@@ -205,7 +205,7 @@ def _compute_tables_quietly(root: str) -> None:
 def serve(data_root: str | None = None, *, port: int = 5006, address: str = "localhost",
           show: bool = False, allow_websocket_origin: list[str] | None = None,
           num_procs: int = 1, num_threads: int | None = None, cache_mb: float | None = None,
-          warm: bool = False, upload: bool = True) -> int:
+          warm: bool = False, upload: bool = True, dask_scheduler: str | None = None) -> int:
     """Serve the dashboard until interrupted; return an exit status.
 
     Parameters
@@ -232,6 +232,10 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
     upload : bool
         Offer the "Check my files" page, where participants upload their own runs (turn it off
         with ``--no-upload`` on a public site).
+    dask_scheduler : str, optional
+        Address of a running ``dask.distributed`` scheduler: the global view's heavy reductions
+        (spread maps, global totals, long-term means) are computed there. Each worker process
+        connects on first use; without it everything runs in-process.
     """
     from dashboard.service import configure, get_service, release_parent_memory
 
@@ -248,6 +252,10 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
         print("callmip serve: error: --cache-mb must be positive", file=sys.stderr)
         return 2
     configure(cache_mb=cache_mb)
+    if dask_scheduler:
+        from dashboard.global_queries import configure_dask
+
+        configure_dask(dask_scheduler)  # the client is created in each worker, after the fork
     service = get_service(root)
     print(f"Reading {root}: {len(service.archive.catalog)} files; computing metric tables …",
           file=sys.stderr, flush=True)

@@ -14,17 +14,16 @@ feature is ever used.
 
 from __future__ import annotations
 
-import tempfile
 from functools import lru_cache
+from pathlib import Path
 
 import cartopy  # noqa: I001  (configured before geoviews imports it)
 import numpy as np
 
-# No download can ever be triggered: no downloader is registered for any feature, and the
-# data folders point at an empty private folder instead of the user's cache.
-_OFFLINE_DIR = tempfile.mkdtemp(prefix="callmip-cartopy-")
-cartopy.config["pre_existing_data_dir"] = _OFFLINE_DIR
-cartopy.config["data_dir"] = _OFFLINE_DIR
+# No download can ever be triggered: no downloader is registered for any feature, and
+# cartopy's pre-existing data folder is the project's assets folder (it holds no cartopy
+# shapefiles: a feature lookup fails instead of downloading).
+cartopy.config["pre_existing_data_dir"] = str(Path(__file__).resolve().parents[2] / "assets")
 cartopy.config["downloaders"] = {}
 
 import cartopy.crs as ccrs  # noqa: E402

@@ -38,6 +38,7 @@ from dashboard.views.style import (
 
 _TimeStream = hv.streams.Stream.define("GlobalTime", time="mean")
 _SeriesStream = hv.streams.Stream.define("GlobalSeries", variable="gpp", time="mean", models=[])
+_TotalsStream = hv.streams.Stream.define("GlobalTotals", variable="gpp", models=[])
 _CellStream = hv.streams.Stream.define("GlobalCell", lon=np.nan, lat=np.nan)
 
 #: Time modes of the slider: label → mode.
@@ -78,6 +79,7 @@ class GlobalView(pn.viewable.Viewer):
         self._time_stream = _TimeStream(time=self._time_value())
         self._series_stream = _SeriesStream(variable=s.variable, time=self._time_value(),
                                             models=list(s.models))
+        self._totals_stream = _TotalsStream(variable=s.variable, models=list(s.models))
         self._cell_stream = _CellStream()
         self.maps: list[gq.MapField] = []
         self._structure: tuple | None = None
@@ -198,7 +200,7 @@ class GlobalView(pn.viewable.Viewer):
         return True
 
     def _say(self, text: str, kind: str = "info") -> None:
-        problems = gq.problems(self.service)
+        problems = gq.problems(self.service, self.selection.variable)
         parts = [alert_html(text, kind)] if text else []
         parts += [alert_html(f"Global run not used: {p}", "warning") for p in problems[:5]]
         self.message.object = "".join(parts)
@@ -290,6 +292,8 @@ class GlobalView(pn.viewable.Viewer):
                 self._time_stream.event(time=self._time_value())
             self._series_stream.event(variable=s.variable, time=self._time_value(),
                                       models=list(s.models))
+            if names & {"variable", "models"}:
+                self._totals_stream.event(variable=s.variable, models=list(s.models))
 
     # -- clicks ----------------------------------------------------------------------------
     def _lonlat(self, x: float, y: float) -> tuple[float, float]:
@@ -350,7 +354,7 @@ class GlobalView(pn.viewable.Viewer):
             frame_height=330, show_legend=False, shared_axes=False,
             fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
-    def totals_plot(self, variable: str, time: str, models: list[str]) -> hv.Overlay:
+    def totals_plot(self, variable: str, models: list[str]) -> hv.Overlay:
         """Global land totals (carbon fluxes, PgC yr⁻¹) or land means, every model and stage."""
         frame = gq.global_totals(self.service, variable, models)
         units = str(frame["units"].iloc[0]) if len(frame) else ""
@@ -361,8 +365,8 @@ class GlobalView(pn.viewable.Viewer):
             legend_position="right", shared_axes=False, fontscale=self.look.fontscale,
             bgcolor=self.look.bg))
 
-    def cell_plot(self, variable: str, time: str, models: list[str], lon: float,
-                  lat: float) -> hv.Overlay:
+    def cell_plot(self, variable: str, models: list[str], lon: float, lat: float
+                  ) -> hv.Overlay:
         """The clicked cell's series for every model and stage."""
         if not np.isfinite([lon, lat]).all():
             frame = pd.DataFrame(columns=["model", "stage", "time", "value", "units"])
@@ -395,8 +399,8 @@ class GlobalView(pn.viewable.Viewer):
                       sizing_mode="stretch_width")
 
     def _series_row(self) -> pn.viewable.Viewable:
-        totals = hv.DynamicMap(self.totals_plot, streams=[self._series_stream])
-        cell = hv.DynamicMap(self.cell_plot, streams=[self._series_stream, self._cell_stream])
+        totals = hv.DynamicMap(self.totals_plot, streams=[self._totals_stream])
+        cell = hv.DynamicMap(self.cell_plot, streams=[self._totals_stream, self._cell_stream])
         return pn.Row(pn.pane.HoloViews(totals, sizing_mode="stretch_width"),
                       pn.pane.HoloViews(cell, sizing_mode="stretch_width"),
                       sizing_mode="stretch_width")
