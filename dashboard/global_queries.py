@@ -264,7 +264,12 @@ def open_run(service: Any, run: GlobalRun) -> xr.Dataset | None:
     key = ("global_ds", run.source, run.group)
 
     def compute_open() -> xr.Dataset | None:
+        from loaders.readers import _READ_LOCK
+
         try:
+            if run.netcdf:  # HDF5 is not thread-safe: the prefetch thread reads site files
+                with _READ_LOCK:
+                    return open_gridded(run.source, group=run.group)
             return open_gridded(run.source, group=run.group)
         except GridError as exc:
             service.archive.errors[run.where] = exc.problem

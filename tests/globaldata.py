@@ -27,7 +27,8 @@ def run_name(model: str, stage: str, years: str = "2001-2001") -> str:
 def write_run(folder: Path, model: str, stage: str, variables: dict[str, np.ndarray], *,
               units: dict[str, str | None] | None = None, lon360: bool = False,
               descending: bool = False, lat: np.ndarray | None = None,
-              extra: dict[str, np.ndarray] | None = None) -> Path:
+              extra: dict[str, np.ndarray] | None = None,
+              times: pd.DatetimeIndex | None = None) -> Path:
     """Write one run; ``variables`` hold ``(time, lat, lon)`` arrays on the standard grid.
 
     Parameters
@@ -46,6 +47,8 @@ def write_run(folder: Path, model: str, stage: str, variables: dict[str, np.ndar
         Latitudes written as they are (for broken grids); overrides ``descending``.
     extra : dict, optional
         More ``(lat, lon)`` variables (e.g. ``sftlf``).
+    times : pandas.DatetimeIndex, optional
+        Time steps (default :data:`TIMES`); the name's years follow them.
     """
     from loaders.variables import TABLE3
 
@@ -69,11 +72,13 @@ def write_run(folder: Path, model: str, stage: str, variables: dict[str, np.ndar
         data[name] = (("lat", "lon"), np.asarray(values, dtype="float32")[lat_idx][:, lon_idx],
                       {"units": "%"})
     lat_values = LAT[lat_idx] if lat is None else lat
-    ds = xr.Dataset(data, coords={"time": TIMES, "lat": ("lat", lat_values,
+    times = TIMES if times is None else times
+    ds = xr.Dataset(data, coords={"time": times, "lat": ("lat", lat_values,
                                                           {"units": "degrees_north"}),
                                   "lon": ("lon", lon_values, {"units": "degrees_east"})})
-    ds["time"].encoding = {"units": "days since 2001-01-01 00:00:00", "calendar": "standard"}
-    path = folder / run_name(model, stage)
+    ds["time"].encoding = {"units": f"days since {times[0].year}-01-01 00:00:00",
+                           "calendar": "standard"}
+    path = folder / run_name(model, stage, f"{times[0].year}-{times[-1].year}")
     ds.to_netcdf(path, format="NETCDF4")
     return path
 

@@ -32,6 +32,10 @@ import holoviews as hv  # noqa: E402
 
 #: Projections offered (the URL's ``projection``) → cartopy CRS factory.
 _CRS = {"PlateCarree": ccrs.PlateCarree, "Robinson": ccrs.Robinson}
+#: Axes of lon/lat maps: named apart from the Sites view's ``lon``/``lat`` so that Panel never
+#: links the two views' axes (a view switch then left the other's ranges dangling).
+LON = hv.Dimension("glon", label="longitude")
+LAT = hv.Dimension("glat", label="latitude")
 #: Most pixels of a projected grid along x (the raster refines on zoom up to this).
 MAX_PROJECTED_WIDTH = 1440
 
@@ -138,15 +142,15 @@ def land_outline(projection: str, colour: str) -> hv.Element:
         return hv.Path([])
     data = [np.column_stack([x, y])]
     if projection == "PlateCarree":
-        return hv.Path(data, kdims=["lon", "lat"]).opts(color=colour, line_width=0.7)
-    return gv.Path(data, crs=crs(projection)).opts(color=colour, line_width=0.7)
+        return hv.Path(data, kdims=[LON, LAT]).opts(color=colour, line_width=0.9)
+    return gv.Path(data, crs=crs(projection)).opts(color=colour, line_width=0.9)
 
 
 def raster_element(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, projection: str,
                    value_dim: hv.Dimension) -> hv.Image:
     """A map as an Image in the projection's coordinates (GeoViews for projected maps)."""
     if projection == "PlateCarree":
-        return hv.Image((lon, lat, values), kdims=["lon", "lat"], vdims=[value_dim])
+        return hv.Image((lon, lat, values), kdims=[LON, LAT], vdims=[value_dim])
     grid = projected_grid(lat, lon, projection)
     return gv.Image((grid.x, grid.y, grid.gather(values)), kdims=["x", "y"], vdims=[value_dim],
                     crs=crs(projection))
@@ -158,7 +162,7 @@ def site_element(lon: np.ndarray, lat: np.ndarray, labels: dict[str, list], proj
     x, y = project_lonlat(lon, lat, projection)
     vdims = list(labels)
     if projection == "PlateCarree":
-        return hv.Points({"lon": x, "lat": y, **labels}, kdims=["lon", "lat"], vdims=vdims)
+        return hv.Points({"glon": x, "glat": y, **labels}, kdims=[LON, LAT], vdims=vdims)
     data = {"x": x, "y": y, **labels}
     return gv.Points(data, kdims=["x", "y"], vdims=vdims, crs=crs(projection))
 

@@ -27,12 +27,13 @@ from dashboard import global_queries as gq
 from dashboard.service import DataService
 from dashboard.state import PROJECTIONS, Selection
 from dashboard.views import global_map as gm
-from dashboard.views.loading import fill_progressively
+from dashboard.views.loading import fill_progressively, in_server_session
 from dashboard.views.style import (
     ACTIVE_BUTTON_CSS,
     DIVERGING,
     Look,
     alert_html,
+    escape,
     model_colour,
 )
 
@@ -55,6 +56,11 @@ def pretty_units(units: str) -> str:
         return ""
     return " ".join(part[0] + part[1:].translate(_SUPERSCRIPTS) if part[-1:].isdigit()
                     and len(part) > 1 else part for part in units.split())
+
+
+def _axis(name: str) -> hv.Dimension:
+    """An axis of the Global view's plots, named apart from the Sites view's (``gtime`` …)."""
+    return hv.Dimension(f"g{name}", label=name)
 
 
 class _Colour(param.Parameterized):
@@ -85,6 +91,8 @@ class GlobalView(pn.viewable.Viewer):
         self._structure: tuple | None = None
         self._grids: dict[int, gm.ProjectedGrid | None] = {}
         self._updating = False
+        self._page: pn.Column | None = None
+        self._site_picked = False
         self.message = pn.pane.HTML("", sizing_mode="stretch_width", visible=False)
         self.caption = pn.widgets.StaticText(value="", sizing_mode="stretch_width")
         self.map_holder = pn.Column(sizing_mode="stretch_width")
@@ -106,12 +114,25 @@ class GlobalView(pn.viewable.Viewer):
 
     # -- time ------------------------------------------------------------------------------
     def _time_value(self) -> str:
-        """The selection's time if valid, else the long-term mean."""
+        """The selection's time if valid and inside the runs' period, else the long-term mean."""
         try:
-            gq.parse_time(self.selection.time)
+            if len(self.times):
+                gq.time_steps(self.times, self.selection.time)
+            else:
+                gq.parse_time(self.selection.time)
         except ValueError:
             return "mean"
         return self.selection.time or "mean"
+
+    def _time_problem(self) -> str:
+        """Why the selection's time is not shown (empty when it is)."""
+        if not self.selection.time or not len(self.times):
+            return ""
+        try:
+            gq.time_steps(self.times, self.selection.time)
+        except ValueError as exc:
+            return f"{exc}; showing the long-term mean."
+        return ""
 
     def _years(self) -> list[int]:
         return sorted(set(self.times.year)) if len(self.times) else [2001]
@@ -195,7 +216,8 @@ class GlobalView(pn.viewable.Viewer):
             self._say(why, "info")
             self.maps = []
             return True
-        self._say("")
+        problem = self._time_problem()
+        self._say(problem, "warning" if problem else "info")
         self.maps = maps
         return True
 
@@ -243,13 +265,13 @@ class GlobalView(pn.viewable.Viewer):
         pick = hv.streams.Selection1D(source=sites)
         pick.param.watch(self._on_site, "index")
         land = gm.land_outline(projection, self.look.fg if self.look.theme == "dark"
-                               else "#555555")
+                               else "#333333")
         title = self.maps[index].title.split(", ")[0] if index < len(self.maps) else ""
         height = int(width / (2.4 if projection == "PlateCarree" else 1.97))
         return (raster * land * sites).opts(
             hv.opts.Overlay(title=title, frame_width=width, frame_height=height,
                             fontscale=self.look.fontscale, bgcolor=self.look.bg,
-                            shared_axes=True, **gm.projection_opts(projection)))
+                            shared_axes=False, **gm.projection_opts(projection)))
 
     def _sites(self) -> hv.Points:
         sites = self.service.sites
@@ -267,10 +289,12 @@ class GlobalView(pn.viewable.Viewer):
         n = len(self.maps)
         if n == 0:
             return pn.Spacer(height=10)
-        width = 820 if n == 1 else (560 if n <= 2 else 420)
-        panels = [self._panel(i, width) for i in range(n)]
-        layout = panels[0] if n == 1 else hv.Layout(panels).cols(2 if n <= 4 else 3)
-        return pn.pane.HoloViews(layout, name="global-map", linked_axes=True)
+        width = 720 if n == 1 else 360
+        # One pane per map in a grid: HoloViews Layouts of fixed-frame overlays collapsed to
+        # zero size in Panel 1.9.
+        panes = [pn.pane.HoloViews(self._panel(i, width), name=f"global-map-{i}",
+                                   linked_axes=False) for i in range(n)]
+        return pn.GridBox(*panes, ncols=1 if n == 1 else (2 if n <= 4 else 3))
 
     def _structure_key(self) -> tuple:
         s = self.selection
@@ -302,12 +326,12 @@ class GlobalView(pn.viewable.Viewer):
         grid = gm.projected_grid(self.maps[0].lat, self.maps[0].lon, self.selection.projection)
         return grid.to_lonlat(float(x), float(y))
 
-    def _on_tap(self, event: param.parameterized.Event) -> None:
-        stream = event.obj
+    def _on_tap(self, *events: param.parameterized.Event) -> None:
+        stream = events[0].obj
         if stream.x is None or stream.y is None or not np.isfinite([stream.x, stream.y]).all():
             return
         lon, lat = self._lonlat(stream.x, stream.y)
-        if not np.isfinite([lon, lat]).all():
+        if not np.isfinite([lon, lat]).all() or self._site_picked:
             return
         self.select_cell(lon, lat)
 
@@ -325,24 +349,49 @@ class GlobalView(pn.viewable.Viewer):
             self.open_site(str(sites.iloc[index]["site_id"]))
 
     def open_site(self, site: str) -> None:
-        """Select ``site`` and switch to the Sites view."""
-        self.selection.param.update(site=site, view="sites")
+        """Select ``site`` and switch to the Sites view.
+
+        In a served session the switch waits for the next event-loop tick: the map that was
+        clicked is removed by the switch, and removing it while Bokeh still handles its tap
+        left the browser with dangling axis ranges (page errors).
+        """
+        self._site_picked = True
+
+        def switch() -> None:
+            self.selection.param.update(site=site, view="sites")
+
+        if in_server_session():
+            pn.state.execute(switch, schedule=True)
+        else:
+            switch()
 
     # -- side plots ------------------------------------------------------------------------
     def _curves(self, frame: pd.DataFrame, x: str, label: str, units: str,
                 invert: bool = False) -> hv.Overlay:
+        """One curve per global model and stage, always the same ones (empty when not shown).
+
+        A fixed structure lets HoloViews patch the existing Bokeh glyphs; a changing set of
+        curves created and dropped renderers and legends on every update.
+        """
+        groups = {key: rows for key, rows in frame.groupby(["model", "stage"], sort=True)}
+        empty_x = self.times[:1] if x == "time" and len(self.times) else np.array([0.0])
+        value = hv.Dimension("gvalue", label=label, unit=units)
         curves = []
-        for (model, stage), rows in frame.groupby(["model", "stage"], sort=True):
-            colour = model_colour(str(model), self.models)
-            curve = hv.Curve((rows[x].to_numpy(), rows["value"].to_numpy(dtype=float)),
-                             kdims=[x], vdims=[hv.Dimension("value", label=label, unit=units)],
-                             label=f"{model} {stage}")
-            curves.append(curve.opts(color=colour, line_width=self.look.line_width,
-                                     line_dash="dashed" if stage == "Prior" else "solid",
-                                     tools=["hover"]))
+        for model in self.models:
+            for stage in ("Prior", "Posterior"):
+                rows = groups.get((model, stage))
+                data = ((rows[x].to_numpy(), rows["value"].to_numpy(dtype=float))
+                        if rows is not None else (empty_x, np.full(len(empty_x), np.nan)))
+                curve = hv.Curve(data, kdims=[_axis(x)], vdims=[value],
+                                 label=f"{model} {stage}")
+                curves.append(curve.opts(
+                    color=model_colour(model, self.models), line_width=self.look.line_width,
+                    line_dash="dashed" if stage == "Prior" else "solid", tools=["hover"]))
         if not curves:
-            curves = [hv.Curve([], kdims=[x], vdims=["value"])]
-        return hv.Overlay(curves).opts(invert_axes=invert) if invert else hv.Overlay(curves)
+            curves = [hv.Curve((empty_x, np.full(len(empty_x), np.nan)), kdims=[_axis(x)],
+                               vdims=[value])]
+        overlay = hv.Overlay(curves)
+        return overlay.opts(invert_axes=True) if invert else overlay
 
     def zonal_plot(self, variable: str, time: str, models: list[str]) -> hv.Overlay:
         """Zonal means of every model, prior (dashed) and posterior (solid)."""
@@ -361,8 +410,8 @@ class GlobalView(pn.viewable.Viewer):
         what = "Global land total" if units.startswith("PgC") else "Land mean (area-weighted)"
         overlay = self._curves(frame, "time", variable, pretty_units(units))
         return overlay.opts(hv.opts.Overlay(
-            title=f"{what} of {variable}", responsive=True, height=300,
-            legend_position="right", shared_axes=False, fontscale=self.look.fontscale,
+            title=f"{what} of {variable}", responsive=True, height=260,
+            show_legend=False, shared_axes=False, fontscale=self.look.fontscale,
             bgcolor=self.look.bg))
 
     def cell_plot(self, variable: str, models: list[str], lon: float, lat: float
@@ -381,7 +430,7 @@ class GlobalView(pn.viewable.Viewer):
         units = pretty_units(str(frame["units"].iloc[0])) if len(frame) else ""
         overlay = self._curves(frame, "time", variable, units)
         return overlay.opts(hv.opts.Overlay(
-            title=title, responsive=True, height=300, legend_position="right",
+            title=title, responsive=True, height=260, show_legend=False,
             shared_axes=False, fontscale=self.look.fontscale, bgcolor=self.look.bg))
 
     # -- page ------------------------------------------------------------------------------
@@ -395,17 +444,35 @@ class GlobalView(pn.viewable.Viewer):
 
     def _maps_row(self) -> pn.viewable.Viewable:
         zonal = hv.DynamicMap(self.zonal_plot, streams=[self._series_stream])
-        return pn.Row(self.map_holder, pn.pane.HoloViews(zonal, name="global-zonal"),
+        return pn.Row(self.map_holder,
+                      pn.pane.HoloViews(zonal, name="global-zonal", linked_axes=False),
                       sizing_mode="stretch_width")
+
+    def key(self) -> pn.pane.HTML:
+        """Colour key of the series: one colour per model, prior dashed, posterior solid.
+
+        A fixed key instead of plot legends: legends that appear with the first clicked cell
+        were not found by BokehJS (page errors).
+        """
+        items = "".join(
+            f'<span style="margin-right:14px;white-space:nowrap"><span style="display:'
+            f'inline-block;width:22px;border-top:3px solid {model_colour(m, self.models)};'
+            f'vertical-align:middle"></span> {escape(m)}</span>' for m in self.models)
+        return pn.pane.HTML(f"<small>{items} &nbsp; ┄ prior &nbsp; ━ posterior</small>",
+                            sizing_mode="stretch_width")
 
     def _series_row(self) -> pn.viewable.Viewable:
         totals = hv.DynamicMap(self.totals_plot, streams=[self._totals_stream])
         cell = hv.DynamicMap(self.cell_plot, streams=[self._totals_stream, self._cell_stream])
-        return pn.Row(pn.pane.HoloViews(totals, sizing_mode="stretch_width"),
-                      pn.pane.HoloViews(cell, sizing_mode="stretch_width"),
-                      sizing_mode="stretch_width")
+        return pn.Column(self.key(), pn.pane.HoloViews(totals, sizing_mode="stretch_width",
+                                           name="global-totals", linked_axes=False),
+                         pn.pane.HoloViews(cell, sizing_mode="stretch_width", name="global-cell",
+                                           linked_axes=False),
+                         sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
+        if self._page is not None:  # Panel may ask twice: the maps are built once
+            return self._page
         if self._refresh():
             self.caption.value = self._caption() if self.maps else ""
             self._structure = self._structure_key()
@@ -413,6 +480,7 @@ class GlobalView(pn.viewable.Viewer):
         page = pn.Column(self.controls(), self.message, self.caption,
                          sizing_mode="stretch_width")
         fill_progressively(page, [self._maps_row, self._series_row])
+        self._page = page
         return page
 
 
