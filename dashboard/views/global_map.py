@@ -88,7 +88,7 @@ class ProjectedGrid:
     def to_lonlat(self, x: float, y: float) -> tuple[float, float]:
         """Longitude and latitude of a point of the projected map (NaN outside the globe)."""
         with np.errstate(invalid="ignore"):
-            lon, lat, _ = ccrs.PlateCarree().transform_point(x, y, crs(self.projection))
+            lon, lat = ccrs.PlateCarree().transform_point(x, y, crs(self.projection))
         return float(lon), float(lat)
 
 

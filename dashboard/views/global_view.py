@@ -104,7 +104,7 @@ class GlobalView(pn.viewable.Viewer):
             name="Projection", stylesheets=[ACTIVE_BUTTON_CSS])
         self.time_mode = pn.widgets.RadioButtonGroup(options=TIME_MODES, value="mean",
                                                      stylesheets=[ACTIVE_BUTTON_CSS])
-        self.time_slider = pn.widgets.IntSlider(name="Time", start=0, end=1, value=0,
+        self.time_slider = pn.widgets.IntSlider(label="Time", start=0, end=1, value=0,
                                                 width=360, visible=False)
         self._sync_time_widgets()
         self.time_mode.param.watch(self._on_time_widgets, "value")
@@ -154,14 +154,14 @@ class GlobalView(pn.viewable.Viewer):
                                           & (self.times.month == value[1]))
                     index = int(hits[0]) if hits.size else 0
                 slider.param.update(start=0, end=max(n - 1, 1), value=index,
-                                    name="Month (step)")
+                                    label="Month (step)")
             elif mode == "year":
                 years = self._years()
                 year = value if kind == "year" else years[0]
                 slider.param.update(start=years[0], end=max(years[-1], years[0] + 1),
-                                    value=int(np.clip(year, years[0], years[-1])), name="Year")
+                                    value=int(np.clip(year, years[0], years[-1])), label="Year")
             elif mode == "calendar":
-                slider.param.update(start=1, end=12, value=value, name="Calendar month")
+                slider.param.update(start=1, end=12, value=value, label="Calendar month")
             slider.visible = mode != "mean"
         finally:
             self._updating = False
