@@ -48,11 +48,13 @@ def _root(view):
 
 
 def test_maps_share_colour_limits_and_follow_the_time(archive):
+    from bokeh.models import LinearColorMapper
+
     view, s = _view(archive, time="2010-06")
-    _root(view)
+    root = _root(view)
     assert [m.title.split(",")[0] for m in view.maps] == ["ALPHA.v1 Posterior",
                                                          "BETA.v1 Posterior"]
-    low, high = view._colour.clim
+    low, high = view.clim
     every = np.concatenate([m.values.ravel() for m in view.maps])
     assert low == pytest.approx(np.nanpercentile(every, 2))
     assert high == pytest.approx(np.nanpercentile(every, 98))
@@ -61,6 +63,11 @@ def test_maps_share_colour_limits_and_follow_the_time(archive):
     offset = 1e-7 * 86400 * 1000  # the fields' constant part, in gC m-2 d-1
     np.testing.assert_allclose(view.maps[1].values - offset, 3 * (before - offset), rtol=1e-4)
     assert "August 2010" in view.caption.value and "gC m⁻² d⁻¹" in view.caption.value
+    # both maps' colour bars moved to the new shared limits in the same update
+    mappers = list(root.select({"type": LinearColorMapper}))
+    assert len(mappers) == 2
+    for mapper in mappers:
+        assert (mapper.low, mapper.high) == pytest.approx(view.clim)
     assert view.time_mode.value == "month" and view.time_slider.value == 2
 
 
@@ -85,7 +92,7 @@ def test_the_map_is_a_rasterized_dynamic_map_with_units_in_hover(archive):
 def test_layers_use_diverging_symmetric_limits_for_differences(archive):
     view, s = _view(archive, time="2010-06", layer="difference")
     _root(view)
-    low, high = view._colour.clim
+    low, high = view.clim
     assert low == -high > -np.inf and high > 0
     s.layer = "spread_reduction"
     assert len(view.maps) == 1 and view.maps[0].diverging

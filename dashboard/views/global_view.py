@@ -5,7 +5,7 @@ model, posterior − prior, the multi-model mean, the spread prior vs posterior 
 all with colour limits shared across the maps (diverging and symmetric for differences and
 reductions). Maps are ``rasterize``d ``DynamicMap``s: zooming re-rasterizes at the screen's
 resolution, and a new time step re-runs one callback per map (the stream ``_TimeStream``);
-colour limits follow through ``.apply.opts`` without re-rasterizing. A new layer, variable,
+the colour limits are applied to the rasterized frame in the same update. A new layer, variable,
 stage, model choice or projection rebuilds the maps. Beside the maps: the zonal-mean profile;
 below: the global land total (PgC yr⁻¹ for carbon fluxes, else the land mean) and the time
 series of the cell last clicked, prior (dashed) and posterior (solid) for every model. Site
@@ -63,12 +63,6 @@ def _axis(name: str) -> hv.Dimension:
     return hv.Dimension(f"g{name}", label=name)
 
 
-class _Colour(param.Parameterized):
-    """Colour settings shared by the maps of a session (cosmetic: no re-rasterizing)."""
-
-    clim = param.NumericTuple(default=(0.0, 1.0), length=2)
-
-
 class GlobalView(pn.viewable.Viewer):
     """The Global view: maps, zonal means, global totals, a clicked cell's series."""
 
@@ -81,7 +75,8 @@ class GlobalView(pn.viewable.Viewer):
         s = self.selection
         self.times = gq.global_times(self.service)
         self.models = gq.global_models(self.service)
-        self._colour = _Colour()
+        #: Colour limits shared by the maps on screen (set with the maps, before they redraw).
+        self.clim: tuple[float, float] = (0.0, 1.0)
         self._time_stream = _TimeStream(time=self._time_value())
         self._series_stream = _SeriesStream(variable=s.variable, time=self._time_value(),
                                             models=list(s.models))
@@ -192,7 +187,7 @@ class GlobalView(pn.viewable.Viewer):
         maps = gq.layer_maps(self.service, s.variable, s.stage, self._time_value(), s.layer,
                              s.models)
         if maps:
-            self._colour.clim = gq.colour_limits(maps)
+            self.clim = gq.colour_limits(maps)
         return maps
 
     def _refresh(self) -> bool:
@@ -258,7 +253,9 @@ class GlobalView(pn.viewable.Viewer):
         raster = raster.opts(cmap=DIVERGING if diverging else SEQUENTIAL, colorbar=True,
                              tools=["hover", "tap"], clabel=units or "1",
                              clipping_colors={"NaN": "transparent"})
-        raster = raster.apply.opts(clim=self._colour.param.clim)
+        # The shared limits follow the time stream in the same update as the raster (a
+        # separate parameter-driven .apply.opts redrew every map a second time per step).
+        raster = raster.apply(self._style, streams=[self._time_stream])
         tap = hv.streams.Tap(source=raster, x=np.nan, y=np.nan)
         tap.param.watch(self._on_tap, ["x", "y"])
         sites = self._sites()
@@ -272,6 +269,10 @@ class GlobalView(pn.viewable.Viewer):
             hv.opts.Overlay(title=title, frame_width=width, frame_height=height,
                             fontscale=self.look.fontscale, bgcolor=self.look.bg,
                             shared_axes=False, **gm.projection_opts(projection)))
+
+    def _style(self, element: hv.Image, time: str) -> hv.Image:
+        """A rasterized frame with the colour limits shared by the maps of this step."""
+        return element.opts(clim=self.clim)
 
     def _sites(self) -> hv.Points:
         sites = self.service.sites
