@@ -15,9 +15,10 @@ comparison. Then, in this process, with Bokeh models built as a server builds th
 ``global_first_map``
     A new session's Global view (one model, ``time=2010-07``, Plate Carrée): maps read,
     rasterized, models built. Target: within the Sites view's budget (<= 1.5× floor).
-``global_time_step``
-    The next month: ``selection.time`` set, maps read and re-rasterized, models patched.
-    Target 0.3 s.
+``global_time_step_first``, ``global_time_step``
+    The next month: ``selection.time`` set, maps read and re-rasterized, the zonal profile
+    redrawn, models patched; the first step of a session, and the median of the next four
+    (the slider moving on). Target 0.3 s.
 ``global_time_step_5_maps``
     The same with every model's map shown (5 rasterized maps).
 ``global_projection_first``, ``global_projection``
@@ -145,13 +146,22 @@ def optimised(root: Path, models: list[str]) -> dict[str, float]:
     out["first_map"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     s.time = "2010-08"
-    out["time_step"] = time.perf_counter() - t0
+    out["time_step_first"] = time.perf_counter() - t0
+    steps = []
+    for month in range(9, 13):  # the slider moving on: later steps of the same session
+        t0 = time.perf_counter()
+        s.time = f"2010-{month:02d}"
+        steps.append(time.perf_counter() - t0)
+    out["time_step"] = statistics.median(steps)
     t0 = time.perf_counter()
     s.projection = "Robinson"
     out["projection"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    s.time = "2010-09"
-    out["time_step_robinson"] = time.perf_counter() - t0
+    steps = []
+    for month in range(1, 5):
+        t0 = time.perf_counter()
+        s.time = f"2011-{month:02d}"
+        steps.append(time.perf_counter() - t0)
+    out["time_step_robinson"] = statistics.median(steps)
     return out
 
 
@@ -194,9 +204,13 @@ def naive(root: Path, models: list[str]) -> dict[str, float]:
                                linked_axes=False) for i in range(len(models))]
     _root(pn.Column(*panes))
     out["first_map"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
     stream.event(time="2010-08")
-    out["time_step"] = time.perf_counter() - t0
+    steps = []
+    for month in range(9, 13):
+        t0 = time.perf_counter()
+        stream.event(time=f"2010-{month:02d}")
+        steps.append(time.perf_counter() - t0)
+    out["time_step"] = statistics.median(steps)
     out["cube_mb"] = sum(c.nbytes for c in cubes) / 1e6
     return out
 
@@ -206,9 +220,13 @@ def netcdf_step(root: Path, model: str) -> float:
     view.totals_plot = _empty
     view.cell_plot = _empty_cell
     _root(view)
-    t0 = time.perf_counter()
     s.time = "2010-08"
-    return time.perf_counter() - t0
+    steps = []
+    for month in range(9, 13):
+        t0 = time.perf_counter()
+        s.time = f"2010-{month:02d}"
+        steps.append(time.perf_counter() - t0)
+    return statistics.median(steps)
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -236,6 +254,7 @@ def run(args: argparse.Namespace) -> dict:
         gm._projected.cache_clear()
         one = optimised(root, models[:1])
         add("global_first_map", one["first_map"])
+        add("global_time_step_first", one["time_step_first"])
         add("global_time_step", one["time_step"])
         add("global_projection_first", one["projection"])
         add("global_time_step_robinson", one["time_step_robinson"])
