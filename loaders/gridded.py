@@ -21,7 +21,6 @@ Nothing here imports Panel; nothing is computed: every result is a lazy dask-bac
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -177,6 +176,8 @@ def open_gridded(path: str | os.PathLike[str], *, group: str | None = None,
             where = f"{path} (group {group})" if group else path
             raise GridError(where, f"cannot be opened as Zarr: {exc}") from exc
         return standardise_grid(raw, f"{path}/{group}" if group else path)
+    if path.startswith("file://"):  # a local file named as an fsspec URL
+        path = path[len("file://"):]
     if chunks is None and not _is_remote(path):
         chunks = {"time": 1}
     try:
@@ -289,6 +290,6 @@ def app_variables(ds: xr.Dataset) -> list[str]:
             if source_variable(v) in present]
 
 
-__all__ = ["GridError", "KG_S_TO_G_D", "Path", "STORE_MARKER", "STORE_VERSION", "app_variables",
+__all__ = ["GridError", "KG_S_TO_G_D", "STORE_MARKER", "STORE_VERSION", "app_variables",
            "display_scale", "field", "is_zarr", "open_gridded", "source_variable",
            "standardise_grid", "table3_variables", "wrap_longitudes"]

@@ -247,6 +247,19 @@ def test_zarr_and_netcdf_give_identical_frames(spread_archive, tmp_path):
     assert ds["gpp"].dtype == np.float32 and ds["gpp"].encoding["chunks"][0] == 1
 
 
+def test_file_urls_open_like_local_paths(spread_archive, tmp_path):
+    from loaders.ingest import ingest
+
+    path = next((spread_archive / "global").glob("M0.v1_*_Prior.nc"))
+    local = field(open_gridded(path), "gpp").values
+    np.testing.assert_array_equal(field(open_gridded(f"file://{path}"), "gpp").values, local)
+    store = tmp_path / "url.zarr"
+    ingest(spread_archive, f"file://{store}", progress=False)
+    group = path.name[: -len(".nc")]
+    via_url = open_gridded(f"file://{store}", group=group)
+    np.testing.assert_array_equal(field(via_url, "gpp").values, local)
+
+
 def test_ingested_store_in_the_data_root_replaces_the_netcdf_files(spread_archive):
     from loaders.ingest import ingest
 
