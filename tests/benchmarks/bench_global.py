@@ -31,6 +31,10 @@ comparison. Then, in this process, with Bokeh models built as a server builds th
 ``netcdf_time_step``
     The optimised time step reading the NetCDF files instead of the Zarr store.
 
+It also prints the data a browser receives for the first maps (the arrays of the Bokeh
+document's data sources), optimised against naive: the QuadMesh's cost is mostly there and in
+the browser.
+
 Times are medians over ``--runs``, with the range; the machine is shared, so judge ratios.
 """
 
@@ -107,12 +111,32 @@ def write_archive(out: Path, *, models: int, years: int, resolution: float) -> P
     return root
 
 
+_LAST_DOC: list = []
+
+
 def _root(viewable):
     import panel as pn
     from bokeh.document import Document
     from pyviz_comms import Comm
 
-    return pn.panel(viewable).get_root(Document(), comm=Comm())
+    doc = Document()
+    root = pn.panel(viewable).get_root(doc, comm=Comm())
+    doc.add_root(root)
+    _LAST_DOC[:] = [doc]
+    return root
+
+
+def _doc_mb() -> float:
+    """Data held by the last built document's data sources (what a browser receives), MB."""
+    from bokeh.models import ColumnDataSource
+
+    total = 0
+    for model in _LAST_DOC[0].models:
+        if isinstance(model, ColumnDataSource):
+            for column in model.data.values():
+                for part in (column if isinstance(column, list) else [column]):
+                    total += getattr(part, "nbytes", 8)
+    return total / 1e6
 
 
 def floor() -> float:
@@ -144,6 +168,7 @@ def optimised(root: Path, models: list[str]) -> dict[str, float]:
     view.cell_plot = _empty_cell
     _root(view)
     out["first_map"] = time.perf_counter() - t0
+    out["doc_mb"] = _doc_mb()
     t0 = time.perf_counter()
     s.time = "2010-08"
     out["time_step_first"] = time.perf_counter() - t0
@@ -204,6 +229,7 @@ def naive(root: Path, models: list[str]) -> dict[str, float]:
                                linked_axes=False) for i in range(len(models))]
     _root(pn.Column(*panes))
     out["first_map"] = time.perf_counter() - t0
+    out["doc_mb"] = _doc_mb()
     stream.event(time="2010-08")
     steps = []
     for month in range(9, 13):
@@ -244,6 +270,7 @@ def run(args: argparse.Namespace) -> dict:
     floor()  # warm-up: imports and first render
     optimised(root, models[:1])
     results: dict[str, list[float]] = {}
+    sizes: dict[str, float] = {}
 
     def add(name: str, value: float) -> None:
         results.setdefault(name, []).append(value)
@@ -260,13 +287,17 @@ def run(args: argparse.Namespace) -> dict:
         add("global_time_step_robinson", one["time_step_robinson"])
         again = optimised(root, models[:1])
         add("global_projection", again["projection"])
+        sizes["optimised, 1 map"] = one["doc_mb"]
         every = optimised(root, models)
+        sizes["optimised, 5 maps"] = every["doc_mb"]
         add("global_first_map_5_maps", every["first_map"])
         add("global_time_step_5_maps", every["time_step"])
         slow = naive(root, models[:1])
+        sizes["naive, 1 map"] = slow["doc_mb"]
         add("naive_first_map", slow["first_map"])
         add("naive_time_step", slow["time_step"])
         slow5 = naive(root, models)
+        sizes["naive, 5 maps"] = slow5["doc_mb"]
         add("naive_first_map_5_maps", slow5["first_map"])
         add("naive_time_step_5_maps", slow5["time_step"])
         add("netcdf_time_step", netcdf_step(root, models[0]))
@@ -287,7 +318,8 @@ def run(args: argparse.Namespace) -> dict:
     }
     return {"archive": str(root), "models": args.models, "years": args.years,
             "resolution": args.resolution, "runs": args.runs, "benchmarks": summary,
-            "ratios": ratios, "naive_cube_mb_per_model": slow["cube_mb"]}
+            "ratios": ratios, "naive_cube_mb_per_model": slow["cube_mb"],
+            "first_document_mb": sizes}
 
 
 def print_table(result: dict) -> None:
@@ -300,6 +332,8 @@ def print_table(result: dict) -> None:
     for name, value in result["ratios"].items():
         print(f"{name:40s} {value:6.2f}×")
     print(f"whole cube per model and session (naive): {result['naive_cube_mb_per_model']:.0f} MB")
+    for name, size in result["first_document_mb"].items():
+        print(f"data sent to the browser for the first maps, {name}: {size:.2f} MB")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
