@@ -25,8 +25,10 @@ synchronous scheduler (HDF5 is not thread-safe); Zarr-backed ones use dask's thr
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,8 @@ import pandas as pd
 import xarray as xr
 
 from loaders.gridded import GridError, display_scale, field, is_zarr, open_gridded
+
+log = logging.getLogger(__name__)
 
 #: Map layers: key → label.
 LAYERS: dict[str, str] = {
@@ -160,6 +164,8 @@ def time_mean(da: xr.DataArray, text: str) -> xr.DataArray:
 
 # --------------------------------------------------------------------------- dask
 _DASK: dict[str, Any] = {"address": None, "client": None, "pid": None}
+#: Seconds before an unreachable scheduler is tried again.
+RETRY_CLUSTER_S = 60
 
 
 def configure_dask(address: str | None) -> None:
@@ -167,7 +173,7 @@ def configure_dask(address: str | None) -> None:
 
     The client is created in each worker process on first use (never before a fork).
     """
-    _DASK.update(address=address or None, client=None, pid=None)
+    _DASK.update(address=address or None, client=None, pid=None, failed_at=-1e9)
 
 
 def dask_client() -> Any:
@@ -183,8 +189,19 @@ def dask_client() -> Any:
 
 
 def compute(obj: Any, *, netcdf: bool, heavy: bool = True) -> Any:
-    """Compute a lazy xarray object: on the cluster, or here (NetCDF under the read lock)."""
-    client = dask_client() if heavy else None
+    """Compute a lazy xarray object: on the cluster, or here (NetCDF under the read lock).
+
+    A cluster that cannot be reached is logged and the work is done here instead: the view
+    keeps working without it.
+    """
+    client = None
+    if heavy and time.monotonic() - _DASK.get("failed_at", -1e9) > RETRY_CLUSTER_S:
+        try:
+            client = dask_client()
+        except OSError as exc:
+            _DASK["failed_at"] = time.monotonic()
+            log.warning("dask scheduler %s unreachable (%s); computing in-process for "
+                        "%d s", _DASK["address"], exc, RETRY_CLUSTER_S)
     if client is not None:
         return client.compute(obj).result()
     if netcdf:
@@ -513,8 +530,9 @@ def layer_maps(service: Any, variable: str, stage: str, time: str, layer: str,
         for s in ("Prior", "Posterior"):
             values, units = _display(np.asarray(spreads[s].values), first.attrs["units"],
                                      difference=True)
-            out.append(MapField(f"Inter-model spread, {s} ({len(both)} models), {variable}, "
-                                f"{label}", values, lat, lon, units, n_models=len(both)))
+            out.append(MapField(f"Inter-model spread of the {s.lower()} ({len(both)} models), "
+                                f"{variable}, {label}", values, lat, lon, units,
+                                n_models=len(both)))
         return out
     prior, post = np.asarray(spreads["Prior"].values), np.asarray(spreads["Posterior"].values)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -186,7 +186,8 @@ def test_spread_and_its_reduction(spread_archive):
     sd = np.sqrt(2.0 / 3.0)  # population sd of (1, 2, 3); (1.5, 2, 2.5) has half of it
     spread = gq.layer_maps(service, "gpp", "Posterior", "2001-02", "spread", [])
     assert [m.title.split(",")[0] for m in spread] == [
-        "Inter-model spread", "Inter-model spread"]
+        "Inter-model spread of the prior (3 models)",
+        "Inter-model spread of the posterior (3 models)"]
     np.testing.assert_allclose(spread[0].values, 2 * sd * k_gc, rtol=1e-5)  # prior, step 2
     np.testing.assert_allclose(spread[1].values, sd * k_gc, rtol=1e-5)
     assert spread[0].units == "gC m-2 d-1" and spread[0].n_models == 3
@@ -296,3 +297,18 @@ def test_spread_map_on_a_local_cluster_equals_the_in_process_one(spread_archive)
     for a, b in zip(remote, local, strict=True):
         np.testing.assert_array_equal(a.values, b.values)
     assert len(totals) == 12 and np.isfinite(totals["value"]).all()
+
+
+def test_an_unreachable_cluster_falls_back_to_in_process(spread_archive, caplog):
+    pytest.importorskip("distributed")
+    local = gq.layer_maps(_service(spread_archive), "gpp", "Posterior", "mean", "spread", [])
+    gq.configure_dask("tcp://127.0.0.1:9")  # nothing listens there
+    try:
+        with caplog.at_level("WARNING"):
+            got = gq.layer_maps(_service(spread_archive), "gpp", "Posterior", "mean", "spread",
+                                [])
+    finally:
+        gq.configure_dask(None)
+    assert any("unreachable" in r.message for r in caplog.records)
+    for a, b in zip(got, local, strict=True):
+        np.testing.assert_array_equal(a.values, b.values)
