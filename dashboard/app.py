@@ -157,7 +157,7 @@ def _bind_url(selection: Selection, service: DataService) -> list[str]:
         location.search = "?" + urlencode(query, safe=",")
 
     selection.param.watch(push, list(query_from_selection(Selection()).keys())
-                          + ["site", "models", "time"])
+                          + ["site", "models", "time", "layer", "projection"])
     push()
     # The browser reports its own URL when it connects, which would bring the ignored values
     # back: write the corrected query again once the page has loaded.

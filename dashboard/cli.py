@@ -1,4 +1,4 @@
-"""The ``callmip`` command line: ``serve | demo | check | catalog | metrics | export``.
+"""The ``callmip`` command line: ``serve | demo | check | catalog | metrics | ingest | export``.
 
 Heavy imports happen inside each command, so ``callmip --help`` and ``callmip catalog`` stay fast.
 Exit status: 0 success, 1 a checked file failed (``check``) or a command failed, 2 usage errors.
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $CALLMIP_CACHE_MB or 512)")
     p.add_argument("--warm", action="store_true",
                    help="build one app before serving (pays imports and first render once)")
+    p.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="send the global view's heavy reductions to this dask.distributed "
+                        "scheduler (e.g. tcp://10.0.0.5:8786); default: in-process")
     p.add_argument("--no-upload", dest="upload", action="store_false",
                    help="turn off the 'Check my files' upload page (for a public site)")
     p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
@@ -105,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the PNG figures")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="render every page again instead of reusing earlier renders")
+    p = sub.add_parser("ingest", help="copy the global runs into one consolidated Zarr store")
+    p.add_argument("data_root", help="folder (or fsspec URL) of CalLMIP files")
+    p.add_argument("--out", required=True,
+                   help="the store, a path or fsspec URL ending in .zarr (put it in the data "
+                        "root, e.g. DATA_ROOT/global.zarr, and the app reads it)")
     return parser
 
 
@@ -251,7 +259,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  max_upload_mb=args.max_upload_mb,
                  max_session_upload_mb=args.max_session_upload_mb,
                  oauth_provider=args.oauth_provider,
-                 oauth_redirect_uri=args.oauth_redirect_uri, use_xheaders=args.use_xheaders)
+                 oauth_redirect_uri=args.oauth_redirect_uri, use_xheaders=args.use_xheaders,
+                 dask_scheduler=args.dask_scheduler)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Copy the global runs of a data root into one consolidated Zarr store."""
+    from loaders.ingest import ingest
+
+    if not str(args.out).rstrip("/").endswith(".zarr"):
+        raise UsageError(f"--out must name a .zarr store, not {args.out!r}")
+    if "://" not in args.data_root and not Path(args.data_root).is_dir():
+        raise UsageError(f"data root {args.data_root!r} is not a folder")
+    report = ingest(args.data_root, args.out, progress=True)
+    print(f"{len(report.written)} run(s) written to {report.store}")
+    for name, problem in sorted(report.failed.items()):
+        print(f"skipped {name}: {problem}", file=sys.stderr)
+    return 1 if report.failed and not report.written else 0
 
 
 COMMANDS = {
@@ -259,6 +283,7 @@ COMMANDS = {
     "check": cmd_check,
     "demo": cmd_demo,
     "export": cmd_export,
+    "ingest": cmd_ingest,
     "metrics": cmd_metrics,
     "serve": cmd_serve,
 }

@@ -254,7 +254,8 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
           num_procs: int = 1, num_threads: int | None = None, cache_mb: float | None = None,
           warm: bool = False, upload: bool = True, max_upload_mb: float | None = None,
           max_session_upload_mb: float | None = None, oauth_provider: str | None = None,
-          oauth_redirect_uri: str | None = None, use_xheaders: bool = False) -> int:
+          oauth_redirect_uri: str | None = None, use_xheaders: bool = False,
+          dask_scheduler: str | None = None) -> int:
     """Serve the dashboard until interrupted; return an exit status.
 
     Parameters
@@ -291,6 +292,10 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
         The public URL the provider sends users back to.
     use_xheaders : bool
         Trust ``X-Forwarded-*`` headers (behind a reverse proxy).
+    dask_scheduler : str, optional
+        Address of a running ``dask.distributed`` scheduler: the global view's heavy reductions
+        (spread maps, global totals, long-term means) are computed there. Each worker process
+        connects on first use; without it everything runs in-process.
     """
     from dashboard.service import configure, get_service, release_parent_memory
 
@@ -319,6 +324,10 @@ def serve(data_root: str | None = None, *, port: int = 5006, address: str = "loc
         print("callmip serve: error: " + "; ".join(problems), file=sys.stderr)
         return 2
     configure(cache_mb=cache_mb)
+    if dask_scheduler:
+        from dashboard.global_queries import configure_dask
+
+        configure_dask(dask_scheduler)  # the client is created in each worker, after the fork
     service = get_service(root)
     print(f"Reading {root}: {len(service.archive.catalog)} files; computing metric tables …",
           file=sys.stderr, flush=True)

@@ -26,6 +26,11 @@ METRICS: dict[str, str] = {
     "rmse": "RMSE",
 }
 
+#: Layers of the Global view's map (labels in :data:`dashboard.global_queries.LAYERS`).
+GLOBAL_LAYERS: tuple[str, ...] = ("field", "difference", "mean", "spread", "spread_reduction")
+#: Map projections of the Global view.
+PROJECTIONS: tuple[str, ...] = ("PlateCarree", "Robinson")
+
 
 class Selection(param.Parameterized):
     """What the user is looking at: view, site, variable, models, scenario, stage, metric, time."""
@@ -40,7 +45,12 @@ class Selection(param.Parameterized):
     stage = param.Selector(default="Posterior", objects=list(STAGES), doc="Calibration stage")
     metric = param.Selector(default="misfit_reduction", objects=list(METRICS),
                             doc="Metric colouring the site map")
-    time = param.String(default="", doc="Time step of the global view (YYYY-MM)")
+    time = param.String(default="", doc="Time of the global view: YYYY-MM, YYYY, annual, mean "
+                                        "or month-MM (empty: the long-term mean)")
+    layer = param.Selector(default="field", objects=list(GLOBAL_LAYERS),
+                           doc="What the global map shows")
+    projection = param.Selector(default="PlateCarree", objects=list(PROJECTIONS),
+                                doc="Map projection of the global view")
 
     def shown_models(self, available: list[str]) -> list[str]:
         """The models to draw: the selected ones that exist, or all available when none is."""

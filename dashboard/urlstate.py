@@ -2,8 +2,16 @@
 
 Query parameters (a contract: presenters share and bookmark these URLs):
 ``view``, ``site``, ``variable``, ``models`` (comma-separated), ``scenario`` (integer), ``stage``,
-``metric`` and, for the global view, ``time``. Presentation options: ``theme`` (light|dark) and
-``present`` (1 for presentation mode). Invalid values are reported and ignored, never fatal.
+``metric`` and, for the global view, ``time``, ``layer`` and ``projection``.
+
+Global view values: ``time`` is ``YYYY-MM`` (one month), ``YYYY`` (that year's mean),
+``annual`` (annual means: the first year, with a year slider), ``mean`` (the long-term mean,
+also what an empty value means) or ``month-MM`` (one calendar month's mean over all years;
+``MM`` alone is read the same); ``layer`` is ``field``, ``difference``, ``mean``, ``spread`` or
+``spread_reduction``; ``projection`` is ``PlateCarree`` or ``Robinson``. ``layer`` and
+``projection`` are written to the URL only on the global view. Presentation options:
+``theme`` (light|dark) and ``present`` (1 for presentation mode). Invalid values are reported
+and ignored, never fatal.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from typing import Any
 from dashboard.state import Selection
 
 URL_PARAMETERS: tuple[str, ...] = ("view", "site", "variable", "models", "scenario", "stage",
-                                   "metric", "time")
+                                   "metric", "time", "layer", "projection")
 
 
 def _text(value: Any) -> str:
@@ -93,6 +101,14 @@ def _parse(selection: Selection, name: str, raw: str, *, sites: list[str] | None
             offered = ", ".join(str(k) for k in (scenarios or range(1, 7)))
             return _IGNORED, f"scenario {scenario} is not in this archive (scenarios: {offered})"
         return scenario, ""
+    if name == "time" and raw:
+        from dashboard.global_queries import parse_time
+
+        try:
+            parse_time(raw)
+        except ValueError as exc:
+            return _IGNORED, f"{_shorten(str(exc), 120)}; showing the long-term mean"
+        return raw, ""
     if name == "site" and sites is not None and raw and raw not in sites:
         return _IGNORED, f"unknown site in URL: {_shorten(raw)!r}"
     objects = getattr(selection.param[name], "objects", None)
@@ -118,4 +134,7 @@ def query_from_selection(selection: Selection) -> dict[str, str]:
         "metric": selection.metric,
         "time": selection.time,
     }
+    if selection.view == "global":
+        out["layer"] = selection.layer
+        out["projection"] = selection.projection
     return {k: v for k, v in out.items() if v}

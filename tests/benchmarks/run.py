@@ -33,6 +33,8 @@ Benchmarks (medians of ``--runs`` measurements, in seconds):
 ``catalog_build``, ``catalog_build_10k``
     ``loaders.catalog.build_catalog`` on the archive and on a synthetic 10,000-file tree
     (``bench_catalog.make_tree``), in this process.
+``--global``: the Global view's section instead (``bench_global.py``): first map, time step
+    and projection change, optimised against the naive QuadMesh / whole-cube path.
 ``peak_memory``
     Peak resident memory of the app servers (process trees, sampled every 0.2 s) over the whole
     browser part.
@@ -940,6 +942,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                         help="extra argument of `callmip serve` (repeatable), "
                              "e.g. --serve-arg=--warm")
+    parser.add_argument("--global", dest="global_view", action="store_true",
+                        help="only the Global view section (bench_global.py): a 0.5° monthly "
+                             "20-year archive of 5 models generated into /tmp, optimised vs "
+                             "naive (QuadMesh, whole cube per session); prints the ratios")
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -1037,6 +1043,19 @@ def run(args: argparse.Namespace, tmp: Path) -> tuple[list[dict[str, Any]], Resu
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks and print the report; return the exit status."""
     args = parse_args(argv)
+    if args.global_view:  # the Global view's section (issue #13), in this process
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_global
+
+        global_args = bench_global.parse_args(["--runs", str(args.runs or 3)]
+                                              + (["--json"] if args.json else []))
+        with contextlib.redirect_stdout(sys.stderr):
+            result = bench_global.run(global_args)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            bench_global.print_table(result)
+        return 0
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="callmip-bench-"))
     try:

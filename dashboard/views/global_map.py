@@ -1,0 +1,175 @@
+"""Drawing global maps: datashader rasters, GeoViews projections, the offline land outline.
+
+Plate Carrée maps are plain HoloViews ``Image`` elements in lon/lat. Other projections
+(Robinson) are drawn with GeoViews, but the grid is **projected once** per (grid, projection):
+:func:`projected_grid` maps every pixel of a regular grid in the projection's coordinates to its
+nearest source cell, so a new time step is one numpy gather, not a re-projection
+(``gv.project`` of a 0.5° grid took 1.1–1.4 s a frame here). The land outline and site markers
+are projected once too. GeoViews then draws elements already in the map's CRS.
+
+Cartopy never downloads: its feature downloaders are removed at import (the land outline comes
+from ``assets/land_110m.json`` through :mod:`loaders.geography`), and no ``gf.COASTLINE``-style
+feature is ever used.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cartopy  # noqa: I001  (configured before geoviews imports it)
+import numpy as np
+
+# No download can ever be triggered: no downloader is registered for any feature, and
+# cartopy's pre-existing data folder is the project's assets folder (it holds no cartopy
+# shapefiles: a feature lookup fails instead of downloading).
+cartopy.config["pre_existing_data_dir"] = str(Path(__file__).resolve().parents[2] / "assets")
+cartopy.config["downloaders"] = {}
+
+import cartopy.crs as ccrs  # noqa: E402
+import geoviews as gv  # noqa: E402
+import holoviews as hv  # noqa: E402
+
+#: Projections offered (the URL's ``projection``) → cartopy CRS factory.
+_CRS = {"PlateCarree": ccrs.PlateCarree, "Robinson": ccrs.Robinson}
+#: Axes of lon/lat maps: named apart from the Sites view's ``lon``/``lat`` so that Panel never
+#: links the two views' axes (a view switch then left the other's ranges dangling).
+LON = hv.Dimension("glon", label="longitude")
+LAT = hv.Dimension("glat", label="latitude")
+#: Most pixels of a projected grid along x (the raster refines on zoom up to this).
+MAX_PROJECTED_WIDTH = 1440
+
+
+@lru_cache(maxsize=4)
+def crs(name: str) -> ccrs.Projection:
+    """The cartopy CRS of a projection name (one instance per name)."""
+    return _CRS[name]()
+
+
+class ProjectedGrid:
+    """A regular grid in a projection's coordinates and the source cell of each of its pixels.
+
+    Parameters
+    ----------
+    lat, lon : numpy.ndarray
+        Ascending cell centres of the source grid (degrees).
+    projection : str
+        A key of the projections offered (not ``PlateCarree``).
+    """
+
+    def __init__(self, lat: np.ndarray, lon: np.ndarray, projection: str) -> None:
+        target = crs(projection)
+        x0, x1 = target.x_limits
+        y0, y1 = target.y_limits
+        nx = int(min(MAX_PROJECTED_WIDTH, 2 * lon.size))
+        ny = int(round(nx * (y1 - y0) / (x1 - x0)))
+        self.x = np.linspace(x0, x1, nx, endpoint=False) + (x1 - x0) / nx / 2
+        self.y = np.linspace(y0, y1, ny, endpoint=False) + (y1 - y0) / ny / 2
+        xx, yy = np.meshgrid(self.x, self.y)
+        with np.errstate(invalid="ignore"):
+            lonlat = ccrs.PlateCarree().transform_points(target, xx, yy)
+        plon, plat = lonlat[..., 0], lonlat[..., 1]
+        # Pixels outside the map's outline come back as inf/nan, or at the wrong place: check
+        # the round trip.
+        with np.errstate(invalid="ignore"):
+            back = target.transform_points(ccrs.PlateCarree(), plon, plat)
+        ok = (np.isfinite(plon) & np.isfinite(plat)
+              & (np.abs(back[..., 0] - xx) < 1.0) & (np.abs(back[..., 1] - yy) < 1.0))
+        self.valid = ok
+        self.ii = _nearest(lat, np.where(ok, plat, lat[0]))
+        self.jj = _nearest(lon, np.where(ok, plon, lon[0]))
+        self.projection = projection
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (lat, lon) resampled onto the projected grid (NaN outside the globe)."""
+        out = values[self.ii, self.jj]
+        return np.where(self.valid, out, np.nan).astype("float32")
+
+    def to_lonlat(self, x: float, y: float) -> tuple[float, float]:
+        """Longitude and latitude of a point of the projected map (NaN outside the globe)."""
+        with np.errstate(invalid="ignore"):
+            lon, lat = ccrs.PlateCarree().transform_point(x, y, crs(self.projection))
+        return float(lon), float(lat)
+
+
+def _nearest(centres: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre for every value (centres ascending)."""
+    idx = np.clip(np.searchsorted(centres, values), 1, centres.size - 1)
+    left = centres[idx - 1]
+    right = centres[idx]
+    return np.where(np.abs(values - left) <= np.abs(right - values), idx - 1, idx)
+
+
+@lru_cache(maxsize=8)
+def _projected(lat_key: tuple, lon_key: tuple, projection: str) -> ProjectedGrid:
+    return ProjectedGrid(np.array(lat_key), np.array(lon_key), projection)
+
+
+def projected_grid(lat: np.ndarray, lon: np.ndarray, projection: str) -> ProjectedGrid:
+    """The :class:`ProjectedGrid` of a source grid, computed once per process."""
+    return _projected(tuple(np.round(lat, 6)), tuple(np.round(lon, 6)), projection)
+
+
+def project_lonlat(lon: np.ndarray, lat: np.ndarray, projection: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Points (NaN separators kept) in a projection's coordinates."""
+    lon = np.asarray(lon, dtype="float64")
+    lat = np.asarray(lat, dtype="float64")
+    if projection == "PlateCarree":
+        return lon, lat
+    with np.errstate(invalid="ignore"):
+        xyz = crs(projection).transform_points(ccrs.PlateCarree(), lon, lat)
+    x, y = xyz[..., 0], xyz[..., 1]
+    bad = ~(np.isfinite(lon) & np.isfinite(lat))
+    x[bad] = np.nan
+    y[bad] = np.nan
+    return x, y
+
+
+@lru_cache(maxsize=4)
+def _land_xy(projection: str) -> tuple[np.ndarray, np.ndarray]:
+    from loaders.geography import land_outline_paths
+
+    lon, lat = land_outline_paths()
+    return project_lonlat(lon, lat, projection)
+
+
+def land_outline(projection: str, colour: str) -> hv.Element:
+    """The offline Natural Earth land outline in the map's coordinates (empty if missing)."""
+    try:
+        x, y = _land_xy(projection)
+    except Exception:  # no outline: the map still works
+        return hv.Path([])
+    data = [np.column_stack([x, y])]
+    if projection == "PlateCarree":
+        return hv.Path(data, kdims=[LON, LAT]).opts(color=colour, line_width=0.9)
+    return gv.Path(data, crs=crs(projection)).opts(color=colour, line_width=0.9)
+
+
+def raster_element(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, projection: str,
+                   value_dim: hv.Dimension) -> hv.Image:
+    """A map as an Image in the projection's coordinates (GeoViews for projected maps)."""
+    if projection == "PlateCarree":
+        return hv.Image((lon, lat, values), kdims=[LON, LAT], vdims=[value_dim])
+    grid = projected_grid(lat, lon, projection)
+    return gv.Image((grid.x, grid.y, grid.gather(values)), kdims=["x", "y"], vdims=[value_dim],
+                    crs=crs(projection))
+
+
+def site_element(lon: np.ndarray, lat: np.ndarray, labels: dict[str, list], projection: str
+                 ) -> hv.Points:
+    """Site markers (with hover columns ``labels``) in the projection's coordinates."""
+    x, y = project_lonlat(lon, lat, projection)
+    vdims = list(labels)
+    if projection == "PlateCarree":
+        return hv.Points({"glon": x, "glat": y, **labels}, kdims=[LON, LAT], vdims=vdims)
+    data = {"x": x, "y": y, **labels}
+    return gv.Points(data, kdims=["x", "y"], vdims=vdims, crs=crs(projection))
+
+
+def projection_opts(projection: str) -> dict:
+    """Plot options of a map in ``projection`` (GeoViews' projection for non-lon/lat maps)."""
+    if projection == "PlateCarree":
+        return {"xlim": (-180, 180), "ylim": (-60, 85), "xlabel": "longitude",
+                "ylabel": "latitude"}
+    return {"projection": crs(projection), "xaxis": None, "yaxis": None}

@@ -1,0 +1,488 @@
+"""Global: prior, posterior and their spread on the globe, rasterized with datashader.
+
+The map area shows the selected layer (:data:`dashboard.global_queries.LAYERS`): one map per
+model, posterior − prior, the multi-model mean, the spread prior vs posterior or its reduction,
+all with colour limits shared across the maps (diverging and symmetric for differences and
+reductions). Maps are ``rasterize``d ``DynamicMap``s: zooming re-rasterizes at the screen's
+resolution, and a new time step re-runs one callback per map (the stream ``_TimeStream``);
+the colour limits are applied to the rasterized frame in the same update. A new layer, variable,
+stage, model choice or projection rebuilds the maps. Beside the maps: the zonal-mean profile;
+below: the global land total (PgC yr⁻¹ for carbon fluxes, else the land mean) and the time
+series of the cell last clicked, prior (dashed) and posterior (solid) for every model. Site
+markers sit on the map; clicking one opens it in the Sites view.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from holoviews.operation.datashader import rasterize
+
+from dashboard import global_queries as gq
+from dashboard.service import DataService
+from dashboard.state import PROJECTIONS, Selection
+from dashboard.views import global_map as gm
+from dashboard.views.loading import fill_progressively, in_server_session
+from dashboard.views.style import (
+    ACTIVE_BUTTON_CSS,
+    DIVERGING,
+    Look,
+    alert_html,
+    escape,
+    model_colour,
+)
+
+_TimeStream = hv.streams.Stream.define("GlobalTime", time="mean")
+_SeriesStream = hv.streams.Stream.define("GlobalSeries", variable="gpp", time="mean", models=[])
+_TotalsStream = hv.streams.Stream.define("GlobalTotals", variable="gpp", models=[])
+_CellStream = hv.streams.Stream.define("GlobalCell", lon=np.nan, lat=np.nan)
+
+#: Time modes of the slider: label → mode.
+TIME_MODES = {"Month": "month", "Year": "year", "Calendar month": "calendar",
+              "Long-term mean": "mean"}
+#: Sequential colour map of fields and spreads.
+SEQUENTIAL = "viridis"
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def pretty_units(units: str) -> str:
+    """Units with superscript exponents (``gC m-2 d-1`` → ``gC m⁻² d⁻¹``); ``1`` → ``""``."""
+    if units in ("1", ""):
+        return ""
+    return " ".join(part[0] + part[1:].translate(_SUPERSCRIPTS) if part[-1:].isdigit()
+                    and len(part) > 1 else part for part in units.split())
+
+
+def _axis(name: str) -> hv.Dimension:
+    """An axis of the Global view's plots, named apart from the Sites view's (``gtime`` …)."""
+    return hv.Dimension(f"g{name}", label=name)
+
+
+class GlobalView(pn.viewable.Viewer):
+    """The Global view: maps, zonal means, global totals, a clicked cell's series."""
+
+    selection = param.ClassSelector(class_=Selection)
+    service = param.ClassSelector(class_=DataService)
+    look = param.ClassSelector(class_=Look, default=Look())
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        s = self.selection
+        self.times = gq.global_times(self.service)
+        self.models = gq.global_models(self.service)
+        #: Colour limits shared by the maps on screen (set with the maps, before they redraw).
+        self.clim: tuple[float, float] = (0.0, 1.0)
+        self._time_stream = _TimeStream(time=self._time_value())
+        self._series_stream = _SeriesStream(variable=s.variable, time=self._time_value(),
+                                            models=list(s.models))
+        self._totals_stream = _TotalsStream(variable=s.variable, models=list(s.models))
+        self._cell_stream = _CellStream()
+        self.maps: list[gq.MapField] = []
+        self._structure: tuple | None = None
+        self._grids: dict[int, gm.ProjectedGrid | None] = {}
+        self._updating = False
+        self._page: pn.Column | None = None
+        self._site_picked = False
+        self.message = pn.pane.HTML("", sizing_mode="stretch_width", visible=False)
+        self.caption = pn.widgets.StaticText(value="", sizing_mode="stretch_width")
+        self.map_holder = pn.Column(sizing_mode="stretch_width")
+        self.layer = pn.widgets.Select.from_param(
+            s.param.layer, options={label: key for key, label in gq.LAYERS.items()},
+            name="Map", width=280)
+        self.projection = pn.widgets.RadioButtonGroup.from_param(
+            s.param.projection, options={"Plate Carrée": "PlateCarree", "Robinson": "Robinson"},
+            name="Projection", stylesheets=[ACTIVE_BUTTON_CSS])
+        self.time_mode = pn.widgets.RadioButtonGroup(options=TIME_MODES, value="mean",
+                                                     stylesheets=[ACTIVE_BUTTON_CSS])
+        self.time_slider = pn.widgets.IntSlider(label="Time", start=0, end=1, value=0,
+                                                width=360, visible=False)
+        self._sync_time_widgets()
+        self.time_mode.param.watch(self._on_time_widgets, "value")
+        self.time_slider.param.watch(self._on_time_widgets, "value_throttled")
+        s.param.watch(self._on_selection, ["variable", "stage", "time", "layer", "models",
+                                           "projection"])
+
+    # -- time ------------------------------------------------------------------------------
+    def _time_value(self) -> str:
+        """The selection's time if valid and inside the runs' period, else the long-term mean."""
+        try:
+            if len(self.times):
+                gq.time_steps(self.times, self.selection.time)
+            else:
+                gq.parse_time(self.selection.time)
+        except ValueError:
+            return "mean"
+        return self.selection.time or "mean"
+
+    def _time_problem(self) -> str:
+        """Why the selection's time is not shown (empty when it is)."""
+        if not self.selection.time or not len(self.times):
+            return ""
+        try:
+            gq.time_steps(self.times, self.selection.time)
+        except ValueError as exc:
+            return f"{exc}; showing the long-term mean."
+        return ""
+
+    def _years(self) -> list[int]:
+        return sorted(set(self.times.year)) if len(self.times) else [2001]
+
+    def _sync_time_widgets(self) -> None:
+        """Set the mode and slider from the selection's time (without feedback)."""
+        kind, value = gq.parse_time(self._time_value())
+        self._updating = True
+        try:
+            mode = {"month": "month", "year": "year", "annual": "year",
+                    "calendar": "calendar"}.get(kind, "mean")
+            self.time_mode.value = mode
+            slider = self.time_slider
+            if mode == "month":
+                n = max(len(self.times), 1)
+                index = 0
+                if len(self.times):
+                    hits = np.flatnonzero((self.times.year == value[0])
+                                          & (self.times.month == value[1]))
+                    index = int(hits[0]) if hits.size else 0
+                slider.param.update(start=0, end=max(n - 1, 1), value=index,
+                                    label="Month (step)")
+            elif mode == "year":
+                years = self._years()
+                year = value if kind == "year" else years[0]
+                slider.param.update(start=years[0], end=max(years[-1], years[0] + 1),
+                                    value=int(np.clip(year, years[0], years[-1])), label="Year")
+            elif mode == "calendar":
+                slider.param.update(start=1, end=12, value=value, label="Calendar month")
+            slider.visible = mode != "mean"
+        finally:
+            self._updating = False
+
+    def _on_time_widgets(self, event: param.parameterized.Event) -> None:
+        if self._updating:
+            return
+        mode, value = self.time_mode.value, self.time_slider.value
+        if mode == "month" and len(self.times):
+            if event.name == "value" and event.obj is self.time_mode:
+                value = 0
+            value = int(np.clip(value, 0, len(self.times) - 1))
+            time = f"{self.times[value]:%Y-%m}"
+        elif mode == "year":
+            years = self._years()
+            year = value if years[0] <= value <= years[-1] else years[0]
+            time = str(year)
+        elif mode == "calendar":
+            time = f"month-{int(np.clip(value, 1, 12)):02d}"
+        else:
+            time = "mean"
+        self.selection.time = time
+
+    # -- data ------------------------------------------------------------------------------
+    def compute_maps(self) -> list[gq.MapField]:
+        """The maps of the current selection (also sets the shared colour limits)."""
+        s = self.selection
+        maps = gq.layer_maps(self.service, s.variable, s.stage, self._time_value(), s.layer,
+                             s.models)
+        if maps:
+            self.clim = gq.colour_limits(maps)
+        return maps
+
+    def _refresh(self) -> bool:
+        """Recompute the maps; show a message if there is nothing to draw."""
+        s = self.selection
+        try:
+            maps = self.compute_maps()
+        except ValueError as exc:
+            self._say(str(exc), "warning")
+            return False
+        if not maps:
+            have = gq.global_variables(self.service)
+            if not gq.global_runs(self.service):
+                why = "This archive has no global runs (files named <model>.<version>_global_…)."
+            elif s.variable not in have:
+                why = (f"No global run holds {s.variable}; choose one of "
+                       f"{', '.join(have) or 'none'}.")
+            else:
+                why = f"Nothing to draw for {gq.LAYERS[s.layer]} with the chosen models " \
+                      "(spread maps need two models with both stages)."
+            self._say(why, "info")
+            self.maps = []
+            return True
+        problem = self._time_problem()
+        self._say(problem, "warning" if problem else "info")
+        self.maps = maps
+        return True
+
+    def _say(self, text: str, kind: str = "info") -> None:
+        problems = gq.problems(self.service, self.selection.variable)
+        parts = [alert_html(text, kind)] if text else []
+        parts += [alert_html(f"Global run not used: {p}", "warning") for p in problems[:5]]
+        self.message.object = "".join(parts)
+        self.message.visible = bool(parts)
+
+    def _caption(self) -> str:
+        s = self.selection
+        units = pretty_units(self.maps[0].units) if self.maps else ""
+        return (f"{s.variable}{f' ({units})' if units else ''} · "
+                f"{gq.time_label(self._time_value())} · {gq.LAYERS[s.layer]} · "
+                "colour limits shared by the maps · click a cell for its series")
+
+    # -- maps ------------------------------------------------------------------------------
+    def _image(self, index: int, time: str) -> hv.Image:
+        """Frame ``index`` of the current maps, in the projection's coordinates."""
+        projection = self.selection.projection
+        value_dim = hv.Dimension("value", label=self.selection.variable,
+                                 unit=pretty_units(self.maps[0].units) if self.maps else None)
+        if index >= len(self.maps):
+            empty = np.full((2, 2), np.nan, dtype="float32")
+            return gm.raster_element(empty, np.array([-89.0, 89.0]), np.array([-179.0, 179.0]),
+                                     projection, value_dim)
+        m = self.maps[index]
+        return gm.raster_element(m.values, m.lat, m.lon, projection, value_dim)
+
+    def _panel(self, index: int, width: int) -> hv.DynamicMap:
+        s = self.selection
+        projection = s.projection
+        raster = rasterize(hv.DynamicMap(partial(self._image, index), streams=[self._time_stream]),
+                           precompute=True)
+        diverging = self.maps[index].diverging if index < len(self.maps) else False
+        units = pretty_units(self.maps[index].units) if index < len(self.maps) else ""
+        raster = raster.opts(cmap=DIVERGING if diverging else SEQUENTIAL, colorbar=True,
+                             tools=["hover", "tap"], clabel=units or "1",
+                             clipping_colors={"NaN": "transparent"})
+        # The shared limits follow the time stream in the same update as the raster (a
+        # separate parameter-driven .apply.opts redrew every map a second time per step).
+        raster = raster.apply(self._style, streams=[self._time_stream])
+        tap = hv.streams.Tap(source=raster, x=np.nan, y=np.nan)
+        tap.param.watch(self._on_tap, ["x", "y"])
+        sites = self._sites()
+        pick = hv.streams.Selection1D(source=sites)
+        pick.param.watch(self._on_site, "index")
+        land = gm.land_outline(projection, self.look.fg if self.look.theme == "dark"
+                               else "#333333")
+        title = self.maps[index].title.split(", ")[0] if index < len(self.maps) else ""
+        height = int(width / (2.4 if projection == "PlateCarree" else 1.97))
+        return (raster * land * sites).opts(
+            hv.opts.Overlay(title=title, frame_width=width, frame_height=height,
+                            fontscale=self.look.fontscale, bgcolor=self.look.bg,
+                            shared_axes=False, **gm.projection_opts(projection)))
+
+    def _style(self, element: hv.Image, time: str) -> hv.Image:
+        """A rasterized frame with the colour limits shared by the maps of this step."""
+        return element.opts(clim=self.clim)
+
+    def _sites(self) -> hv.Points:
+        sites = self.service.sites
+        labels = {"site": list(sites["site_id"].astype(str)),
+                  "role": list(sites["role"].astype(str))}
+        points = gm.site_element(sites["lon"].to_numpy(float), sites["lat"].to_numpy(float),
+                                 labels, self.selection.projection)
+        return points.opts(
+            color="#ff00aa", line_color="white", size=7 * self.look.fontscale,
+            marker=hv.dim("role").categorize({"Cal": "circle", "Val": "triangle"}, "square"),
+            tools=["tap", "hover"], hover_tooltips=[("site", "@site"), ("role", "@role")],
+            nonselection_alpha=1.0, selection_line_color="black")
+
+    def _build_maps(self) -> pn.viewable.Viewable:
+        n = len(self.maps)
+        if n == 0:
+            return pn.Spacer(height=10)
+        width = 720 if n == 1 else 360
+        # One pane per map in a grid: HoloViews Layouts of fixed-frame overlays collapsed to
+        # zero size in Panel 1.9.
+        panes = [pn.pane.HoloViews(self._panel(i, width), name=f"global-map-{i}",
+                                   linked_axes=False) for i in range(n)]
+        return pn.GridBox(*panes, ncols=1 if n == 1 else (2 if n <= 4 else 3))
+
+    def _structure_key(self) -> tuple:
+        s = self.selection
+        return (s.variable, s.stage, s.layer, tuple(s.models), s.projection, len(self.maps))
+
+    def _on_selection(self, *events: param.parameterized.Event) -> None:
+        names = {e.name for e in events}
+        if "time" in names:
+            self._sync_time_widgets()
+        if not self._refresh():
+            return
+        s = self.selection
+        with pn.io.hold():
+            self.caption.value = self._caption() if self.maps else ""
+            if self._structure_key() != self._structure:
+                self._structure = self._structure_key()
+                self.map_holder.objects = [self._build_maps()]
+            else:
+                self._time_stream.event(time=self._time_value())
+            self._series_stream.event(variable=s.variable, time=self._time_value(),
+                                      models=list(s.models))
+            if names & {"variable", "models"}:
+                self._totals_stream.event(variable=s.variable, models=list(s.models))
+
+    # -- clicks ----------------------------------------------------------------------------
+    def _lonlat(self, x: float, y: float) -> tuple[float, float]:
+        if self.selection.projection == "PlateCarree" or not self.maps:
+            return float(x), float(y)
+        grid = gm.projected_grid(self.maps[0].lat, self.maps[0].lon, self.selection.projection)
+        return grid.to_lonlat(float(x), float(y))
+
+    def _on_tap(self, *events: param.parameterized.Event) -> None:
+        stream = events[0].obj
+        if stream.x is None or stream.y is None or not np.isfinite([stream.x, stream.y]).all():
+            return
+        lon, lat = self._lonlat(stream.x, stream.y)
+        if not np.isfinite([lon, lat]).all() or self._site_picked:
+            return
+        self.select_cell(lon, lat)
+
+    def select_cell(self, lon: float, lat: float) -> None:
+        """Show the time series of the cell nearest (lon, lat)."""
+        with pn.io.hold():
+            self._cell_stream.event(lon=float(lon), lat=float(lat))
+
+    def _on_site(self, event: param.parameterized.Event) -> None:
+        if not event.new:
+            return
+        index = event.new[0]
+        sites = self.service.sites
+        if 0 <= index < len(sites):
+            self.open_site(str(sites.iloc[index]["site_id"]))
+
+    def open_site(self, site: str) -> None:
+        """Select ``site`` and switch to the Sites view.
+
+        In a served session the switch waits for the next event-loop tick: the map that was
+        clicked is removed by the switch, and removing it while Bokeh still handles its tap
+        left the browser with dangling axis ranges (page errors).
+        """
+        self._site_picked = True
+
+        def switch() -> None:
+            self.selection.param.update(site=site, view="sites")
+
+        if in_server_session():
+            pn.state.execute(switch, schedule=True)
+        else:
+            switch()
+
+    # -- side plots ------------------------------------------------------------------------
+    def _curves(self, frame: pd.DataFrame, x: str, label: str, units: str,
+                invert: bool = False) -> hv.Overlay:
+        """One curve per global model and stage, always the same ones (empty when not shown).
+
+        A fixed structure lets HoloViews patch the existing Bokeh glyphs; a changing set of
+        curves created and dropped renderers and legends on every update.
+        """
+        groups = {key: rows for key, rows in frame.groupby(["model", "stage"], sort=True)}
+        empty_x = self.times[:1] if x == "time" and len(self.times) else np.array([0.0])
+        value = hv.Dimension("gvalue", label=label, unit=units)
+        curves = []
+        for model in self.models:
+            for stage in ("Prior", "Posterior"):
+                rows = groups.get((model, stage))
+                data = ((rows[x].to_numpy(), rows["value"].to_numpy(dtype=float))
+                        if rows is not None else (empty_x, np.full(len(empty_x), np.nan)))
+                curve = hv.Curve(data, kdims=[_axis(x)], vdims=[value],
+                                 label=f"{model} {stage}")
+                curves.append(curve.opts(
+                    color=model_colour(model, self.models), line_width=self.look.line_width,
+                    line_dash="dashed" if stage == "Prior" else "solid", tools=["hover"]))
+        if not curves:
+            curves = [hv.Curve((empty_x, np.full(len(empty_x), np.nan)), kdims=[_axis(x)],
+                               vdims=[value])]
+        overlay = hv.Overlay(curves)
+        return overlay.opts(invert_axes=True) if invert else overlay
+
+    def zonal_plot(self, variable: str, time: str, models: list[str]) -> hv.Overlay:
+        """Zonal means of every model, prior (dashed) and posterior (solid)."""
+        frame = gq.zonal_profiles(self.service, variable, time, models)
+        units = pretty_units(str(frame["units"].iloc[0])) if len(frame) else ""
+        overlay = self._curves(frame, "lat", variable, units, invert=True)
+        return overlay.opts(hv.opts.Overlay(
+            title=f"Zonal mean ({gq.time_label(time)})", frame_width=230,
+            frame_height=330, show_legend=False, shared_axes=False,
+            fontscale=self.look.fontscale, bgcolor=self.look.bg))
+
+    def totals_plot(self, variable: str, models: list[str]) -> hv.Overlay:
+        """Global land totals (carbon fluxes, PgC yr⁻¹) or land means, every model and stage."""
+        frame = gq.global_totals(self.service, variable, models)
+        units = str(frame["units"].iloc[0]) if len(frame) else ""
+        what = "Global land total" if units.startswith("PgC") else "Land mean (area-weighted)"
+        overlay = self._curves(frame, "time", variable, pretty_units(units))
+        return overlay.opts(hv.opts.Overlay(
+            title=f"{what} of {variable}", responsive=True, height=260,
+            show_legend=False, shared_axes=False, fontscale=self.look.fontscale,
+            bgcolor=self.look.bg))
+
+    def cell_plot(self, variable: str, models: list[str], lon: float, lat: float
+                  ) -> hv.Overlay:
+        """The clicked cell's series for every model and stage."""
+        if not np.isfinite([lon, lat]).all():
+            frame = pd.DataFrame(columns=["model", "stage", "time", "value", "units"])
+            title = "Click a cell of the map for its time series"
+        else:
+            frame = gq.cell_series(self.service, variable, lon, lat, models)
+            if len(frame):
+                title = (f"{variable} at {frame['cell_lat'].iloc[0]:.2f}°, "
+                         f"{frame['cell_lon'].iloc[0]:.2f}° (nearest cell)")
+            else:
+                title = f"No grid cell at {lat:.2f}°, {lon:.2f}°"
+        units = pretty_units(str(frame["units"].iloc[0])) if len(frame) else ""
+        overlay = self._curves(frame, "time", variable, units)
+        return overlay.opts(hv.opts.Overlay(
+            title=title, responsive=True, height=260, show_legend=False,
+            shared_axes=False, fontscale=self.look.fontscale, bgcolor=self.look.bg))
+
+    # -- page ------------------------------------------------------------------------------
+    def controls(self) -> pn.Row:
+        """Layer, projection and time controls."""
+        return pn.Row(self.layer, pn.Column(pn.pane.HTML("<small>Projection</small>",
+                                                         margin=(0, 5)), self.projection),
+                      pn.Column(pn.pane.HTML("<small>Time</small>", margin=(0, 5)),
+                                self.time_mode), self.time_slider,
+                      sizing_mode="stretch_width")
+
+    def _maps_row(self) -> pn.viewable.Viewable:
+        zonal = hv.DynamicMap(self.zonal_plot, streams=[self._series_stream])
+        return pn.Row(self.map_holder,
+                      pn.pane.HoloViews(zonal, name="global-zonal", linked_axes=False),
+                      sizing_mode="stretch_width")
+
+    def key(self) -> pn.pane.HTML:
+        """Colour key of the series: one colour per model, prior dashed, posterior solid.
+
+        A fixed key instead of plot legends: legends that appear with the first clicked cell
+        were not found by BokehJS (page errors).
+        """
+        items = "".join(
+            f'<span style="margin-right:14px;white-space:nowrap"><span style="display:'
+            f'inline-block;width:22px;border-top:3px solid {model_colour(m, self.models)};'
+            f'vertical-align:middle"></span> {escape(m)}</span>' for m in self.models)
+        return pn.pane.HTML(f"<small>{items} &nbsp; ┄ prior &nbsp; ━ posterior</small>",
+                            sizing_mode="stretch_width")
+
+    def _series_row(self) -> pn.viewable.Viewable:
+        totals = hv.DynamicMap(self.totals_plot, streams=[self._totals_stream])
+        cell = hv.DynamicMap(self.cell_plot, streams=[self._totals_stream, self._cell_stream])
+        return pn.Column(self.key(), pn.pane.HoloViews(totals, sizing_mode="stretch_width",
+                                           name="global-totals", linked_axes=False),
+                         pn.pane.HoloViews(cell, sizing_mode="stretch_width", name="global-cell",
+                                           linked_axes=False),
+                         sizing_mode="stretch_width")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        if self._page is not None:  # Panel may ask twice: the maps are built once
+            return self._page
+        if self._refresh():
+            self.caption.value = self._caption() if self.maps else ""
+            self._structure = self._structure_key()
+            self.map_holder.objects = [self._build_maps()]
+        page = pn.Column(self.controls(), self.message, self.caption,
+                         sizing_mode="stretch_width")
+        fill_progressively(page, [self._maps_row, self._series_row])
+        self._page = page
+        return page
+
+
+__all__ = ["GlobalView", "PROJECTIONS", "pretty_units"]

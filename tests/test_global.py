@@ -1,0 +1,314 @@
+"""Global runs: loader, ingest, queries — on small grids with known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dashboard import global_queries as gq
+from dashboard.metrics.global_stats import EARTH_RADIUS, SECONDS_PER
+from dashboard.service import DataService
+from loaders.gridded import GridError, field, open_gridded
+from tests.globaldata import LAT, LON, TIMES, field_of, write_run
+
+DAYS = np.array([31.0, 28.0])  # January and February 2001
+
+
+def _service(root: Path) -> DataService:
+    return DataService(root, cache_mb=64)
+
+
+@pytest.fixture
+def spread_archive(tmp_path) -> Path:
+    """Three models; at step t model m has (m+1)·(t+1)·k (prior), (1.5, 2, 2.5)·(t+1)·k (post)."""
+    root = tmp_path / "spread"
+    k = 1e-8
+    for m, (prior, post) in enumerate(((1.0, 1.5), (2.0, 2.0), (3.0, 2.5))):
+        write_run(root / "global", f"M{m}", "Prior", {"gpp": field_of("step", prior * k)})
+        write_run(root / "global", f"M{m}", "Posterior", {"gpp": field_of("step", post * k)})
+    return root
+
+
+# ------------------------------------------------------------------------------ loader
+def test_0_360_longitudes_and_descending_latitudes_give_the_standard_map(tmp_path):
+    values = field_of("zonal")
+    standard = write_run(tmp_path / "a", "STD", "Prior", {"hfls": values})
+    odd = write_run(tmp_path / "b", "STD", "Prior", {"hfls": values}, lon360=True,
+                    descending=True)
+    a, b = open_gridded(standard), open_gridded(odd)
+    np.testing.assert_array_equal(a["lat"].values, LAT)
+    np.testing.assert_array_equal(b["lat"].values, LAT)
+    np.testing.assert_allclose(b["lon"].values, LON)
+    np.testing.assert_array_equal(field(a, "Qle").values, field(b, "Qle").values)
+    # and the value at a known place: 2·lat + sin(lon) at lat 45, lon -135 (225 E in the file)
+    got = float(field(b, "Qle").sel(lat=45.0, lon=-135.0).isel(time=0))
+    assert got == pytest.approx(90.0 + np.sin(np.deg2rad(-135.0)), rel=1e-6)
+
+
+def test_open_gridded_is_lazy(tmp_path):
+    import dask.array as da
+
+    path = write_run(tmp_path, "LAZY", "Prior", {"gpp": field_of("const", 1e-8)})
+    assert isinstance(field(open_gridded(path), "gpp").data, da.Array)
+
+
+@pytest.mark.parametrize("lat, message", [
+    (np.array([-75.0, -45.0, 15.0, -15.0, 45.0, 75.0]), "not monotonic"),
+    (np.array([-75.0, -45.0, -15.0, 15.0, 45.0, 95.0]), "outside"),
+])
+def test_a_bad_latitude_axis_is_refused_with_a_clear_message(tmp_path, lat, message):
+    path = write_run(tmp_path, "BAD", "Prior", {"gpp": field_of("const", 1e-8)}, lat=lat)
+    with pytest.raises(GridError, match=message) as err:
+        open_gridded(path)
+    assert path.name in str(err.value)
+
+
+def test_missing_units_and_unknown_variables_are_named(tmp_path):
+    path = write_run(tmp_path, "NOUNIT", "Prior", {"gpp": field_of("const", 1e-8),
+                                                    "hfls": field_of("zonal")},
+                     units={"gpp": None})
+    ds = open_gridded(path)
+    with pytest.raises(GridError, match="'gpp' has no units attribute") as err:
+        field(ds, "gpp", str(path))
+    assert path.name in str(err.value)
+    with pytest.raises(GridError, match="unknown variable 'banana'"):
+        field(ds, "banana", str(path))
+    with pytest.raises(GridError, match=r"has no variable 'reco' \(it holds gpp, hfls\)"):
+        field(ds, "reco", str(path))
+    assert field(ds, "Qle").shape == (TIMES.size, LAT.size, LON.size)
+
+
+def test_nee_is_minus_nep(tmp_path):
+    path = write_run(tmp_path, "SIGN", "Prior", {"nep": field_of("const", 2e-8)})
+    nee = field(open_gridded(path), "NEE")
+    np.testing.assert_allclose(nee.values, -2e-8, rtol=1e-6)
+    assert nee.attrs["units"] == "kgC m-2 s-1"
+
+
+def test_a_bad_run_is_reported_and_the_others_keep_serving(tmp_path):
+    root = tmp_path / "mixed"
+    for m in ("A1", "A2"):
+        write_run(root, m, "Prior", {"gpp": field_of("const", 1e-8)})
+    write_run(root, "A3", "Prior", {"gpp": field_of("const", 1e-8)},
+              lat=np.array([-75.0, -45.0, 15.0, -15.0, 45.0, 75.0]))
+    write_run(root, "A4", "Prior", {"gpp": field_of("const", 1e-8)}, units={"gpp": None})
+    service = _service(root)
+    maps = gq.layer_maps(service, "gpp", "Prior", "2001-01", "field", [])
+    assert [m.title.split(" ")[0] for m in maps] == ["A1.v1", "A2.v1"]
+    problems = gq.problems(service, "gpp")
+    assert any("A3.v1" in p and "not monotonic" in p for p in problems)
+    assert any("A4.v1" in p and "no units attribute" in p for p in problems)
+
+
+# ------------------------------------------------------------------------------ time values
+@pytest.mark.parametrize("text, expected", [
+    ("2010-07", ("month", (2010, 7))), ("2010", ("year", 2010)), ("mean", ("mean", None)),
+    ("", ("mean", None)), ("annual", ("annual", None)), ("month-07", ("calendar", 7)),
+    ("7", ("calendar", 7)),
+])
+def test_time_values_of_the_url_contract(text, expected):
+    assert gq.parse_time(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2010-13", "July", "month-13", "2010-07-01", "<b>"])
+def test_bad_time_values_are_refused(text):
+    with pytest.raises(ValueError, match="time="):
+        gq.parse_time(text)
+
+
+def test_bad_time_in_the_url_is_reported_and_ignored():
+    from dashboard.state import Selection
+    from dashboard.urlstate import query_from_selection, selection_from_query
+
+    selection = Selection()
+    problems = selection_from_query(selection, {"time": "2010-13", "layer": "banana",
+                                                "projection": "Robinson", "view": "global"})
+    assert selection.time == "" and selection.layer == "field"
+    assert selection.projection == "Robinson"
+    assert any("2010-13" in p for p in problems) and any("banana" in p for p in problems)
+    selection_from_query(selection, {"time": "month-07"})
+    assert selection.time == "month-07"
+    query = query_from_selection(selection)
+    assert query["projection"] == "Robinson" and query["layer"] == "field"
+    assert "layer" not in query_from_selection(Selection(view="sites"))
+
+
+def test_time_means_weight_months_by_their_days(tmp_path):
+    path = write_run(tmp_path, "W", "Prior", {"hfls": field_of("step", 10.0)})
+    da = field(open_gridded(path), "Qle")
+    got = float(gq.time_mean(da, "mean").isel(lat=0, lon=0))
+    assert got == pytest.approx((31 * 10.0 + 28 * 20.0) / 59)
+    assert float(gq.time_mean(da, "2001-02").isel(lat=0, lon=0)) == pytest.approx(20.0)
+    assert float(gq.time_mean(da, "month-01").isel(lat=0, lon=0)) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="outside the runs' period"):
+        gq.time_mean(da, "1999")
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_land_total_of_a_constant_flux_is_flux_times_land_area(tmp_path):
+    c = 3e-8  # kgC m-2 s-1
+    land = np.full((LAT.size, LON.size), 100.0)
+    land[:, :6] = 50.0  # the western half is half land
+    write_run(tmp_path / "t", "TOT", "Prior", {"gpp": field_of("const", c)},
+              extra={"sftlf": land})
+    frame = gq.global_totals(_service(tmp_path / "t"), "gpp", [])
+    assert set(frame["units"]) == {"PgC yr-1"}
+    expected = c * 4 * np.pi * EARTH_RADIUS**2 * 0.75 * SECONDS_PER["year"] * 1e-12
+    np.testing.assert_allclose(frame["value"].to_numpy(), expected, rtol=1e-5)
+
+
+def test_land_mean_of_a_non_carbon_variable(tmp_path):
+    land = np.zeros((LAT.size, LON.size))
+    land[LAT.size // 2] = 100.0  # only the 0–30° N band is land
+    write_run(tmp_path / "m", "MEAN", "Prior", {"hfls": field_of("zonal")},
+              extra={"sftlf": land})
+    frame = gq.global_totals(_service(tmp_path / "m"), "Qle", [])
+    assert set(frame["units"]) == {"W m-2"}
+    # mean over one latitude band of 2·lat + sin(lon), equal cell widths: 2 × 15
+    np.testing.assert_allclose(frame["value"].to_numpy(), 30.0, atol=1e-4)
+
+
+def test_zonal_means(tmp_path):
+    write_run(tmp_path / "z", "ZON", "Prior", {"hfls": field_of("zonal")})
+    write_run(tmp_path / "z", "ZON", "Posterior", {"hfls": field_of("zonal", 2.0)})
+    frame = gq.zonal_profiles(_service(tmp_path / "z"), "Qle", "2001-01", [])
+    prior = frame[frame["stage"] == "Prior"].sort_values("lat")
+    post = frame[frame["stage"] == "Posterior"].sort_values("lat")
+    np.testing.assert_allclose(prior["value"].to_numpy(), 2.0 * LAT, atol=1e-4)
+    np.testing.assert_allclose(post["value"].to_numpy(), 4.0 * LAT, atol=1e-4)
+
+
+def test_spread_and_its_reduction(spread_archive):
+    service = _service(spread_archive)
+    k_gc = 1e-8 * 1000 * 86400  # the fields' scale in gC m-2 d-1
+    sd = np.sqrt(2.0 / 3.0)  # population sd of (1, 2, 3); (1.5, 2, 2.5) has half of it
+    spread = gq.layer_maps(service, "gpp", "Posterior", "2001-02", "spread", [])
+    assert [m.title.split(",")[0] for m in spread] == [
+        "Inter-model spread of the prior (3 models)",
+        "Inter-model spread of the posterior (3 models)"]
+    np.testing.assert_allclose(spread[0].values, 2 * sd * k_gc, rtol=1e-5)  # prior, step 2
+    np.testing.assert_allclose(spread[1].values, sd * k_gc, rtol=1e-5)
+    assert spread[0].units == "gC m-2 d-1" and spread[0].n_models == 3
+    # the mean of the monthly spreads (weighted by days), not the spread of the means
+    mean_spread = gq.layer_maps(service, "gpp", "Posterior", "mean", "spread", [])
+    np.testing.assert_allclose(mean_spread[0].values, sd * k_gc * (31 + 2 * 28) / 59,
+                               rtol=1e-5)
+    reduction = gq.layer_maps(service, "gpp", "Posterior", "mean", "spread_reduction", [])
+    assert len(reduction) == 1 and reduction[0].diverging
+    np.testing.assert_allclose(reduction[0].values, 0.5, rtol=1e-5)
+    assert gq.colour_limits(reduction) == pytest.approx((-0.5, 0.5))
+
+
+def test_difference_mean_and_shared_symmetric_limits(spread_archive):
+    service = _service(spread_archive)
+    k_gc = 1e-8 * 1000 * 86400
+    diff = gq.layer_maps(service, "gpp", "Posterior", "2001-01", "difference", [])
+    assert [float(np.nanmean(m.values)) / k_gc for m in diff] == pytest.approx([0.5, 0.0, -0.5])
+    low, high = gq.colour_limits(diff)
+    assert low == -high and high == pytest.approx(0.5 * k_gc, rel=1e-4)
+    mean = gq.layer_maps(service, "gpp", "Prior", "2001-01", "mean", [])
+    np.testing.assert_allclose(mean[0].values, 2.0 * k_gc, rtol=1e-5)
+    fields = gq.layer_maps(service, "gpp", "Prior", "2001-01", "field", ["M2.v1", "M0.v1"])
+    assert [m.title.split(" ")[0] for m in fields] == ["M2.v1", "M0.v1"]
+
+
+def test_cell_series_of_the_nearest_cell(spread_archive):
+    frame = gq.cell_series(_service(spread_archive), "gpp", lon=-160.0, lat=40.0, models=[])
+    assert len(frame) == 3 * 2 * TIMES.size
+    assert set(frame["cell_lat"]) == {45.0} and set(frame["cell_lon"]) == {-165.0}
+    row = frame[(frame["model"] == "M2.v1") & (frame["stage"] == "Prior")]
+    np.testing.assert_allclose(row["value"].to_numpy(), 3e-8 * 86400 * 1000 * np.array([1, 2]),
+                               rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ Zarr
+def test_zarr_and_netcdf_give_identical_frames(spread_archive, tmp_path):
+    from loaders.ingest import ingest, store_runs
+
+    netcdf = _service(spread_archive)
+    expected = {layer: gq.layer_maps(netcdf, "gpp", "Posterior", time, layer, [])
+                for layer, time in (("field", "2001-02"), ("spread", "mean"))}
+    store = tmp_path / "copy" / "global.zarr"
+    (tmp_path / "copy").mkdir()
+    report = ingest(spread_archive, store, progress=False)
+    assert len(report.written) == 6 and not report.failed
+    assert len(store_runs(store)) == 6
+    # the store alone is an archive: the app reads the runs from it
+    zarr_service = _service(tmp_path / "copy")
+    runs = gq.global_runs(zarr_service)
+    assert len(runs) == 6 and all(r.group and not r.netcdf for r in runs)
+    for layer, time in (("field", "2001-02"), ("spread", "mean")):
+        got = gq.layer_maps(zarr_service, "gpp", "Posterior", time, layer, [])
+        assert [m.title for m in got] == [m.title for m in expected[layer]]
+        for a, b in zip(got, expected[layer], strict=True):
+            np.testing.assert_array_equal(a.values, b.values)
+    ds = open_gridded(store, group=runs[0].group)
+    assert ds["gpp"].dtype == np.float32 and ds["gpp"].encoding["chunks"][0] == 1
+
+
+def test_file_urls_open_like_local_paths(spread_archive, tmp_path):
+    from loaders.ingest import ingest
+
+    path = next((spread_archive / "global").glob("M0.v1_*_Prior.nc"))
+    local = field(open_gridded(path), "gpp").values
+    np.testing.assert_array_equal(field(open_gridded(f"file://{path}"), "gpp").values, local)
+    store = tmp_path / "url.zarr"
+    ingest(spread_archive, f"file://{store}", progress=False)
+    group = path.name[: -len(".nc")]
+    via_url = open_gridded(f"file://{store}", group=group)
+    np.testing.assert_array_equal(field(via_url, "gpp").values, local)
+
+
+def test_ingested_store_in_the_data_root_replaces_the_netcdf_files(spread_archive):
+    from loaders.ingest import ingest
+
+    ingest(spread_archive, spread_archive / "global.zarr", progress=False)
+    runs = gq.global_runs(_service(spread_archive))
+    assert len(runs) == 6 and all(r.source.endswith("global.zarr") for r in runs)
+
+
+def test_ingest_command(spread_archive, tmp_path, capsys):
+    from dashboard.cli import main
+
+    out = tmp_path / "cli.zarr"
+    assert main(["ingest", str(spread_archive), "--out", str(out)]) == 0
+    assert "6 run(s) written" in capsys.readouterr().out
+    assert main(["ingest", str(spread_archive), "--out", str(tmp_path / "x.nc")]) == 2
+
+
+# ------------------------------------------------------------------------------ dask
+def test_spread_map_on_a_local_cluster_equals_the_in_process_one(spread_archive):
+    distributed = pytest.importorskip("distributed")
+    local = gq.layer_maps(_service(spread_archive), "gpp", "Posterior", "mean", "spread", [])
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        gq.configure_dask(cluster.scheduler_address)
+        try:
+            service = _service(spread_archive)
+            remote = gq.layer_maps(service, "gpp", "Posterior", "mean", "spread", [])
+            assert gq.dask_client() is not None
+            totals = gq.global_totals(service, "gpp", [])
+        finally:
+            client = gq.dask_client()
+            gq.configure_dask(None)
+            client.close()
+    for a, b in zip(remote, local, strict=True):
+        np.testing.assert_array_equal(a.values, b.values)
+    assert len(totals) == 12 and np.isfinite(totals["value"]).all()
+
+
+def test_an_unreachable_cluster_falls_back_to_in_process(spread_archive, caplog):
+    pytest.importorskip("distributed")
+    local = gq.layer_maps(_service(spread_archive), "gpp", "Posterior", "mean", "spread", [])
+    gq.configure_dask("tcp://127.0.0.1:9")  # nothing listens there
+    try:
+        with caplog.at_level("WARNING"):
+            got = gq.layer_maps(_service(spread_archive), "gpp", "Posterior", "mean", "spread",
+                                [])
+    finally:
+        gq.configure_dask(None)
+    assert any("unreachable" in r.message for r in caplog.records)
+    for a, b in zip(got, local, strict=True):
+        np.testing.assert_array_equal(a.values, b.values)

@@ -1,0 +1,158 @@
+"""Browser tests of the Global view in Debian's chromium (marked ``ui``)."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard.server import start_server
+from tests.appdata import build_app_archive
+from tests.conftest import CHROMIUM
+from tests.globaldata import field_of, write_run
+from tests.test_ui import _free_port, wait_idle
+
+pytestmark = [
+    pytest.mark.ui,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)"),
+]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def global_archive(tmp_path_factory) -> Path:
+    """The app tests' tiny archive plus two models' global runs (ALPHA.v1, BETA-X.v2.1)."""
+    root = build_app_archive(tmp_path_factory.mktemp("global-ui"))
+    # June–August 2010: July 2010 is inside, 2001 is outside.
+    times = pd.date_range("2010-06-01", periods=3, freq="MS")
+    one = field_of("zonal")[0]
+    for i, (model, version) in enumerate((("ALPHA", "v1"), ("BETA-X", "v2.1"))):
+        for stage, scale in (("Prior", 1.0), ("Posterior", 1.2)):
+            values = np.stack([one * 1e-9 * scale * (i + 1) * (t + 1) + 1e-7
+                               for t in range(times.size)])
+            write_run(root / "global", model, stage,
+                      {"gpp": values}, times=times)
+            written = root / "global" / f"{model}.v1_global_30deg_monthly_2010-2010_{stage}.nc"
+            written.rename(written.with_name(
+                f"{model}.{version}_global_30deg_monthly_2010-2010_{stage}.nc"))
+    return root
+
+
+@pytest.fixture
+def global_url(global_archive, tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    port = _free_port()
+    server = start_server(str(global_archive), port=port, address="127.0.0.1", threaded=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(f"{url}/liveness", timeout=5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    try:
+        server.stop()
+    except RuntimeError:
+        pass
+
+
+@pytest.fixture
+def watched(page):
+    """The page, failing on any page error or any request leaving this machine."""
+    errors, external = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: external.append(r.url)
+            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")) else None)
+    page.set_viewport_size({"width": 1600, "height": 1200})
+    yield page
+    assert not errors, f"page errors: {errors}"
+    assert not external, f"requests left the machine: {external}"
+
+
+def _drawn_images(page) -> list[dict]:
+    """Every Bokeh Image glyph's data shape and how many of its values are finite."""
+    return page.evaluate("""() => [...Bokeh.documents[0].all_models]
+        .filter(m => m.type === 'ColumnDataSource' || (m.data && m.data.image))
+        .filter(m => m.data && m.data.image && m.data.image.length)
+        .map(m => { const img = m.data.image[0];
+                    const arr = img.length !== undefined ? Array.from(img) : [];
+                    return {n: arr.length,
+                            finite: arr.filter(v => Number.isFinite(v)).length}; })""")
+
+
+def _titles(page) -> list[str]:
+    return page.evaluate("""() => [...Bokeh.documents[0].all_models]
+        .filter(m => m.title && typeof m.title === 'object' && m.title.text)
+        .map(m => m.title.text)""")
+
+
+def _click_map(page, title_start: str, x: float, y: float) -> None:
+    box = page.evaluate("""([start, x, y]) => {
+        const plot = [...Bokeh.documents[0].all_models].find(
+            m => m.title && m.title.text && m.title.text.startsWith(start));
+        const view = Bokeh.index.find_one(plot);
+        const r = view.canvas_view.el.getBoundingClientRect();
+        return {x: r.left + view.frame.x_scale.compute(x),
+                y: r.top + view.frame.y_scale.compute(y)};
+    }""", [title_start, x, y])
+    page.mouse.click(box["x"], box["y"])
+
+
+def test_global_view_draws_a_map(watched, global_url):
+    watched.goto(f"{global_url}/?view=global&variable=gpp")
+    wait_idle(watched, timeout=120)
+    images = _drawn_images(watched)
+    assert images and all(i["finite"] > 0 for i in images), images
+    titles = _titles(watched)
+    assert any(t.startswith("ALPHA.v1 Posterior") for t in titles), titles
+    assert any(t.startswith("Global land total of gpp") for t in titles), titles
+    ARTIFACTS.mkdir(exist_ok=True)
+    watched.screenshot(path=str(ARTIFACTS / "global-view.png"), full_page=True)
+
+
+def test_time_and_stage_from_the_url_and_a_click_shows_the_cell_series(watched, global_url):
+    watched.goto(f"{global_url}/?view=global&variable=gpp&time=2010-07&stage=Posterior")
+    wait_idle(watched, timeout=120)
+    assert any(t.startswith("BETA-X.v2.1 Posterior") for t in _titles(watched))
+    assert [i for i in _drawn_images(watched) if i["finite"] > 0]
+    assert "time=2010-07" in watched.url and "stage=Posterior" in watched.url
+    watched.goto(f"{global_url}/?view=global&variable=gpp&time=2010-08&stage=Prior"
+                 "&models=ALPHA.v1")
+    wait_idle(watched, timeout=120)
+    assert any(t.startswith("ALPHA.v1 Prior") for t in _titles(watched))
+    assert [i for i in _drawn_images(watched) if i["finite"] > 0]
+    _click_map(watched, "ALPHA.v1 Prior", 100.0, 50.0)  # no site there
+    watched.wait_for_function(
+        """() => [...Bokeh.documents[0].all_models].some(
+            m => m.title && m.title.text && m.title.text.startsWith('gpp at 45.00°, 105.00°'))""",
+        timeout=60000)
+    wait_idle(watched, timeout=60)
+
+
+def test_a_time_outside_the_runs_is_reported_and_robinson_draws(watched, global_url):
+    watched.goto(f"{global_url}/?view=global&variable=gpp&time=2001-07&stage=Posterior"
+                 "&projection=Robinson&models=BETA-X.v2.1")
+    wait_idle(watched, timeout=120)
+    assert watched.locator("text=outside the runs' period").count() >= 1
+    # the long-term mean is drawn instead, in Robinson coordinates (metres, not degrees)
+    assert [i for i in _drawn_images(watched) if i["finite"] > 0]
+    x_range = watched.evaluate("""() => [...Bokeh.documents[0].all_models]
+        .filter(m => m.type === 'Range1d' || m.start !== undefined)
+        .map(m => Math.abs(m.end - m.start)).filter(Number.isFinite)""")
+    assert max(x_range) > 1e6
+
+
+def test_clicking_a_site_marker_opens_the_sites_view(watched, global_url):
+    watched.goto(f"{global_url}/?view=global&variable=gpp&models=ALPHA.v1&time=2010-06")
+    wait_idle(watched, timeout=120)
+    _click_map(watched, "ALPHA.v1 Posterior", -72.1715, 42.5378)  # US-Ha1
+    watched.wait_for_function("() => window.location.search.includes('view=sites')",
+                              timeout=60000)
+    assert "site=US-Ha1" in watched.url

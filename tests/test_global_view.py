@@ -1,0 +1,160 @@
+"""The Global view as objects: HoloViews elements, Bokeh models, clicks, and no network."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import pytest
+from bokeh.document import Document
+from pyviz_comms import Comm
+
+from dashboard.service import DataService
+from dashboard.state import Selection
+from tests.appdata import build_app_archive
+from tests.globaldata import field_of, write_run
+
+TIMES = pd.date_range("2010-06-01", periods=3, freq="MS")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = build_app_archive(tmp_path_factory.mktemp("global-view"))
+    one = field_of("zonal")[0]
+    for i, model in enumerate(("ALPHA", "BETA")):
+        for stage, scale in (("Prior", 1.0), ("Posterior", 1.5)):
+            values = np.stack([one * 1e-9 * scale * (i + 1) * (t + 1) + 1e-7
+                               for t in range(TIMES.size)])
+            write_run(root / "global", model, stage, {"gpp": values}, times=TIMES)
+    return root
+
+
+def _view(archive: Path, **selection):
+    import dashboard.app  # noqa: F401  (the bokeh extension, as in the app)
+    from dashboard.views.global_view import GlobalView
+
+    service = DataService(archive, cache_mb=64)
+    s = Selection(view="global", variable="gpp", **selection)
+    return GlobalView(selection=s, service=service), s
+
+
+def _root(view):
+    return pn.panel(view).get_root(Document(), comm=Comm())
+
+
+def test_maps_share_colour_limits_and_follow_the_time(archive):
+    from bokeh.models import LinearColorMapper
+
+    view, s = _view(archive, time="2010-06")
+    root = _root(view)
+    assert [m.title.split(",")[0] for m in view.maps] == ["ALPHA.v1 Posterior",
+                                                         "BETA.v1 Posterior"]
+    low, high = view.clim
+    every = np.concatenate([m.values.ravel() for m in view.maps])
+    assert low == pytest.approx(np.nanpercentile(every, 2))
+    assert high == pytest.approx(np.nanpercentile(every, 98))
+    before = view.maps[1].values.copy()
+    s.time = "2010-08"  # values triple from June to August
+    offset = 1e-7 * 86400 * 1000  # the fields' constant part, in gC m-2 d-1
+    np.testing.assert_allclose(view.maps[1].values - offset, 3 * (before - offset), rtol=1e-4)
+    assert "August 2010" in view.caption.value and "gC m⁻² d⁻¹" in view.caption.value
+    # both maps' colour bars moved to the new shared limits in the same update
+    mappers = list(root.select({"type": LinearColorMapper}))
+    assert len(mappers) == 2
+    for mapper in mappers:
+        assert (mapper.low, mapper.high) == pytest.approx(view.clim)
+    assert view.time_mode.value == "month" and view.time_slider.value == 2
+
+
+def test_the_map_is_a_rasterized_dynamic_map_with_units_in_hover(archive):
+    view, s = _view(archive, time="2010-06", models=["BETA.v1"])
+    _root(view)
+    pane = view.map_holder.objects[0].objects[0]
+    assert isinstance(pane.object, hv.DynamicMap)
+    operations, todo = set(), [pane.object]
+    while todo:  # walk the DynamicMap graph: the map is an output of datashader's rasterize
+        dmap = todo.pop()
+        operation = getattr(dmap.callback, "operation", None)
+        if operation is not None:
+            operations.add(getattr(operation, "name", type(operation).__name__))
+        todo += [i for i in getattr(dmap.callback, "inputs", []) if isinstance(i, hv.DynamicMap)]
+    assert any("rasterize" in op for op in operations), operations
+    image = pane.object[()].Image.I
+    assert image.vdims[0].pprint_label == "gpp (gC m⁻² d⁻¹)"
+    assert np.isfinite(image.dimension_values(2)).any()
+
+
+def test_layers_use_diverging_symmetric_limits_for_differences(archive):
+    view, s = _view(archive, time="2010-06", layer="difference")
+    _root(view)
+    low, high = view.clim
+    assert low == -high > -np.inf and high > 0
+    s.layer = "spread_reduction"
+    assert len(view.maps) == 1 and view.maps[0].diverging
+    # spread grows 1.5× from prior to posterior at every cell: reduction −0.5
+    np.testing.assert_allclose(view.maps[0].values[np.isfinite(view.maps[0].values)], -0.5,
+                               rtol=1e-4)
+
+
+def test_a_click_shows_the_cell_series_and_a_site_opens_the_sites_view(archive):
+    view, s = _view(archive, time="2010-06")
+    _root(view)
+    view.select_cell(100.0, 50.0)
+    plot = view.cell_plot("gpp", [], 100.0, 50.0)
+    assert "45.00°, 105.00°" in plot.opts.get().kwargs["title"]
+    shown = [c for c in plot if np.isfinite(c.dimension_values(1)).any()]
+    assert len(shown) == 4 and all(len(c) == TIMES.size for c in shown)
+    view.open_site("US-Ha1")
+    assert s.view == "sites" and s.site == "US-Ha1"
+
+
+def test_robinson_projects_the_grid_once_and_clicks_map_back(archive):
+    from dashboard.views import global_map as gm
+
+    view, s = _view(archive, time="2010-06", models=["ALPHA.v1"], projection="Robinson")
+    _root(view)
+    m = view.maps[0]
+    grid = gm.projected_grid(m.lat, m.lon, "Robinson")
+    assert gm.projected_grid(m.lat, m.lon, "Robinson") is grid
+    x, y = gm.project_lonlat(np.array([100.0]), np.array([50.0]), "Robinson")
+    lon, lat = view._lonlat(float(x[0]), float(y[0]))
+    assert (lon, lat) == pytest.approx((100.0, 50.0), abs=1e-6)
+    # the pixel at that place holds the value of its source cell (45 N, 105 E)
+    j = int(np.abs(grid.x - x[0]).argmin())
+    i = int(np.abs(grid.y - y[0]).argmin())
+    cell = m.values[np.flatnonzero(m.lat == 45.0)[0], np.flatnonzero(m.lon == 105.0)[0]]
+    assert grid.gather(m.values)[i, j] == pytest.approx(cell)
+
+
+def test_no_network_access_and_no_cartopy_download(archive, monkeypatch):
+    attempts: list[str] = []
+    real_connect = socket.socket.connect
+
+    def guarded_connect(sock, address):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            attempts.append(str(address))
+            raise OSError("network access in a test")
+        return real_connect(sock, address)
+
+    def no_urlopen(*args, **kwargs):
+        attempts.append(str(args[0]) if args else "urlopen")
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(urllib.request, "urlopen", no_urlopen)
+    import cartopy
+
+    from dashboard.views import global_map as gm
+
+    assert cartopy.config["downloaders"] == {}
+    for projection in ("PlateCarree", "Robinson"):
+        view, _ = _view(archive, time="2010-06", projection=projection)
+        _root(view)
+        hv.renderer("bokeh").get_plot(gm.land_outline(projection, "#333333"))
+    assert attempts == []
