@@ -445,9 +445,12 @@ class GlobalView(pn.viewable.Viewer):
 
     def _maps_row(self) -> pn.viewable.Viewable:
         zonal = hv.DynamicMap(self.zonal_plot, streams=[self._series_stream])
-        return pn.Row(self.map_holder,
-                      pn.pane.HoloViews(zonal, name="global-zonal", linked_axes=False),
-                      sizing_mode="stretch_width")
+        zonal_pane = pn.pane.HoloViews(zonal, name="global-zonal", linked_axes=False)
+        if len(self.models) > 1:  # (some layers draw one map per model)
+            # Below the maps: beside a grid of two maps a row it ran past the right edge of a
+            # 1280-1400 px window and hid the second map.
+            return pn.Column(self.map_holder, zonal_pane, sizing_mode="stretch_width")
+        return pn.Row(self.map_holder, zonal_pane, sizing_mode="stretch_width")
 
     def key(self) -> pn.pane.HTML:
         """Colour key of the series: one colour per model, prior dashed, posterior solid.
