@@ -99,6 +99,15 @@ def test_app_loads_without_errors(watched, app_url):
     assert any("Misfit reduction" in t for t in titles(watched))
 
 
+def test_a_site_without_any_data_draws_its_plots_without_page_errors(watched, app_url):
+    # DE-Hai is in the site table but has no run and no observation in this archive: its time
+    # axes have no data, for which the calendar ticker once chose no ticker (page errors, and
+    # none of the site's plots drawn).
+    watched.goto(f"{app_url}/?view=sites&site=DE-Hai&variable=NEE")
+    wait_idle(watched)
+    assert any(t.startswith("DE-Hai NEE") for t in titles(watched)), titles(watched)
+
+
 def test_url_opens_site_and_variable(watched, app_url):
     watched.goto(f"{app_url}/?view=sites&site={VAL_SITE}&variable=Qh")
     wait_idle(watched)

@@ -11,6 +11,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 from bokeh.models import (
+    AdaptiveTicker,
     CompositeTicker,
     DatetimeTickFormatter,
     DaysTicker,
@@ -51,7 +52,12 @@ class SitePlots:
         # Calendar-aligned ticks (quarters, half-years, years, every 2 or 5 years): Bokeh's
         # default ticker spaced them by fixed numbers of days, which fell unevenly (1998, 2001,
         # 2004, 2008; Feb, Jun, Sep).
+        # The first ticker covers any shorter span (an axis without data has a range of a few
+        # milliseconds): with none, Bokeh's CompositeTicker chose no ticker and the browser
+        # failed ("reading 'get_ticks_no_defaults'") and drew none of the site's plots.
         self._ticks = CompositeTicker(tickers=[
+            AdaptiveTicker(mantissas=[1, 2, 5], base=10, min_interval=0,
+                           max_interval=12 * 3600 * 1000, num_minor_ticks=0),
             DaysTicker(days=list(range(1, 32))), DaysTicker(days=[1, 8, 15, 22]),
             DaysTicker(days=[1, 15]), MonthsTicker(months=list(range(12))),
             MonthsTicker(months=[0, 3, 6, 9]),
