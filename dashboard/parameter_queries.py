@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard.metrics.common import DEFAULT_MIN_N
-from dashboard.metrics.parameters import normalised_intervals
+from dashboard.metrics.parameters import NORMALISED_COLUMNS, normalised_intervals
 from dashboard.service import DataService
 from dashboard.state import SITE_VARIABLES
 
@@ -61,8 +61,10 @@ def _all_rows(service: DataService) -> pd.DataFrame:
     def compute() -> pd.DataFrame:
         table = service.table("parameters")
         if table.empty or "parameter" not in table.columns:
+            # No table in the archive: an empty frame with every column the views read.
             return pd.DataFrame(columns=["model_id", "scenario", "parameter", "pft", "process",
-                                         "label", "problems", "row", "file"])
+                                         "label", "problems", "row", "file",
+                                         *NORMALISED_COLUMNS])
         df = normalised_intervals(table)
         df["model_id"] = df["model"].astype(str) + "." + df["version"].astype(str)
         process = df["process"].astype(str).str.strip()

@@ -304,3 +304,18 @@ def test_text_from_tables_is_escaped(tmp_path):
     joined = " ".join(texts)
     assert "&lt;b&gt;9&lt;/b&gt;" in joined or "&amp;lt;b&amp;gt;" in joined
     assert "<script>" not in joined and "<b>9" not in joined
+
+
+def test_an_archive_without_any_parameter_table_lists_what_is_missing(tmp_path, monkeypatch):
+    """No table at all (the parameter table is empty): the view still builds and names the
+    file each model should send (it raised KeyError 'prior_value_norm', and the exporter
+    skipped the page)."""
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    root = build_app_archive(tmp_path / "archive")
+    service = DataService(root)
+    assert pq.parameter_frame(service, 1, []).empty
+    view = ParametersView(selection=Selection(view="parameters"), service=service)
+    layout = pn.panel(view)
+    layout.get_root(Document(), comm=Comm())
+    text = " ".join(str(o.object) for o in layout.select(pn.pane.HTML))
+    assert "ALPHA.v1_Phase1b_Scen1_parameters.csv" in text
