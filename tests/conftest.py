@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -61,3 +62,42 @@ def browser_type_launch_args(browser_type_launch_args):
     """Drive Debian's chromium (Playwright cannot download its own browsers here)."""
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS,
             "headless": True}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(root: Path | str, **options):
+    """Serve ``root`` in a background thread (``start_server``) and yield its base URL.
+
+    Waits until ``/liveness`` answers; stops the server afterwards (Panel's state reset may
+    already have stopped it). One server per test: the reset stops running servers.
+    """
+    import time
+    import urllib.request
+
+    from dashboard.server import start_server
+
+    port = free_port()
+    server = start_server(str(root), port=port, address="127.0.0.1", threaded=True, **options)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(f"{url}/liveness", timeout=5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        try:
+            server.stop()
+        except RuntimeError:  # already stopped by Panel's state reset
+            pass

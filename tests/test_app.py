@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from dashboard.urlstate import query_from_selection, selection_from_query
 from dashboard.views.overview import OverviewView
 from dashboard.views.sites import SitesView
 from tests.appdata import CAL_SITE, HOSTILE, SPARSE_SITE, VAL_SITE, build_app_archive
+from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")
@@ -352,14 +352,9 @@ def test_a_closed_session_leaves_no_views_or_plot_options_behind(service, archiv
     assert len(Store._custom_options["bokeh"]) <= baseline
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_server_smoke(archive_root):
-    port = _free_port()
+    port = free_port()
     server = start_server(str(archive_root), port=port, address="127.0.0.1", threaded=True)
     try:
         import time

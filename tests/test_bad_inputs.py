@@ -4,7 +4,6 @@ served app and the check page: a clear message naming the file, and the rest kee
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 
@@ -27,6 +26,7 @@ from loaders.catalog import build_catalog
 from loaders.naming import KINDS, format_name, parse_name
 from loaders.readers import CalLMIPFileError, open_site_run
 from tests.badfiles import HOSTILE, SITE, build_corpus
+from tests.conftest import free_port
 
 #: Longest message a participant should have to read about one problem.
 MAX_MESSAGE = 1500
@@ -146,15 +146,10 @@ def test_the_served_app_keeps_working_with_the_corpus_as_its_archive(corpus):
         assert "Traceback" not in text and HOSTILE not in text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_a_server_on_the_corpus_answers(corpus):
     root, _ = corpus
-    port = _free_port()
+    port = free_port()
     server = start_server(str(root), port=port, address="127.0.0.1", threaded=True)
     try:
         for _ in range(100):

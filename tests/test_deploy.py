@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from tests.appdata import build_app_archive
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -32,11 +32,6 @@ SERVE_SH = DEPLOY / "serve.sh"
 def archive_root(tmp_path_factory) -> Path:
     return build_app_archive(tmp_path_factory.mktemp("deploy-archive"))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(**values: str) -> dict[str, str]:
@@ -60,7 +55,7 @@ class ServeSh:
     """deploy/serve.sh started as the container starts it, on a free port."""
 
     def __init__(self, root: Path, cache: Path, **values: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.process = subprocess.Popen(
             ["sh", str(SERVE_SH)],
             env=_env(CALLMIP_DATA=str(root), PORT=str(self.port), CALLMIP_ADDRESS="127.0.0.1",
@@ -172,7 +167,7 @@ def test_serve_sh_refuses_bad_configuration(values, message):
 def test_oauth_without_its_secrets_is_refused(archive_root, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "dashboard.cli", "serve", str(archive_root),
-         "--oauth-provider", "github", "--port", str(_free_port())],
+         "--oauth-provider", "github", "--port", str(free_port())],
         env=_env(CALLMIP_CACHE_DIR=str(tmp_path / "cache"), PANEL_OAUTH_KEY="id"),
         capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 2
@@ -191,7 +186,7 @@ def test_oauth_server_sends_visitors_to_login_and_keeps_liveness_open(archive_ro
     monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
     from dashboard.server import start_server
 
-    port = _free_port()
+    port = free_port()
     server = start_server(str(archive_root), port=port, address="127.0.0.1", threaded=True,
                           oauth_provider="github", use_xheaders=True)
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.server import start_server
 from tests.appdata import build_app_archive
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, served
 from tests.globaldata import field_of, write_run
-from tests.test_ui import _free_port, wait_idle
+from tests.test_ui import wait_idle
 
 pytestmark = [
     pytest.mark.ui,
@@ -47,20 +44,8 @@ def global_archive(tmp_path_factory) -> Path:
 @pytest.fixture
 def global_url(global_archive, tmp_path, monkeypatch):
     monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
-    port = _free_port()
-    server = start_server(str(global_archive), port=port, address="127.0.0.1", threaded=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(f"{url}/liveness", timeout=5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    try:
-        server.stop()
-    except RuntimeError:
-        pass
+    with served(global_archive) as url:
+        yield url
 
 
 @pytest.fixture

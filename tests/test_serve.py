@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.appdata import build_app_archive
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,17 +26,12 @@ def archive_root(tmp_path_factory) -> Path:
     return build_app_archive(tmp_path_factory.mktemp("serve-archive"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Served:
     """A ``callmip serve`` subprocess; its URL is known once it has printed it."""
 
     def __init__(self, root: Path, *args: str, cache_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {**os.environ, "CALLMIP_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dashboard.cli", "serve", str(root), "--address",

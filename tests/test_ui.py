@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from dashboard.server import start_server
 from tests.appdata import CAL_SITE, VAL_SITE, build_app_archive
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, served
 
 pytestmark = [
     pytest.mark.ui,
@@ -23,11 +19,6 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 README_SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "sites-view.png"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def ui_archive(tmp_path_factory) -> Path:
@@ -38,21 +29,8 @@ def ui_archive(tmp_path_factory) -> Path:
 def app_url(ui_archive, tmp_path, monkeypatch):
     # One server per test: Panel's state reset after each test stops running servers.
     monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
-    root = ui_archive
-    port = _free_port()
-    server = start_server(str(root), port=port, address="127.0.0.1", threaded=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(f"{url}/liveness", timeout=5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    try:
-        server.stop()
-    except RuntimeError:  # already stopped by Panel's state reset
-        pass
+    with served(ui_archive) as url:
+        yield url
 
 
 def wait_idle(page, timeout: float = 60.0, plots: bool = True) -> None:

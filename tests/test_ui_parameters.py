@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from dashboard.server import start_server
 from tests.appdata import build_app_archive
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, served
 from tests.test_parameters_view import BAD, GOOD, _write
-from tests.test_ui import ARTIFACTS, LAYOUT_JS, _free_port, _overlaps, titles, wait_idle
+from tests.test_ui import ARTIFACTS, LAYOUT_JS, _overlaps, titles, wait_idle
 
 pytestmark = [
     pytest.mark.ui,
@@ -51,28 +48,11 @@ def params_archive(tmp_path_factory) -> Path:
     return root
 
 
-def _serve(root: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
-    port = _free_port()
-    server = start_server(str(root), port=port, address="127.0.0.1", threaded=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(f"{url}/liveness", timeout=5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    return server, url
-
-
 @pytest.fixture
 def params_url(params_archive, tmp_path, monkeypatch):
-    server, url = _serve(params_archive, tmp_path, monkeypatch)
-    yield url
-    try:
-        server.stop()
-    except RuntimeError:  # already stopped by Panel's state reset
-        pass
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    with served(params_archive) as url:
+        yield url
 
 
 def test_parameters_view_shows_parameters_and_messages(watched, params_url):
@@ -124,14 +104,9 @@ def test_parameters_layout_has_no_overlap(watched, params_url, size, mode):
 def test_demo_parameters_in_the_browser(watched, tmp_path_factory, tmp_path, monkeypatch):
     from tests.test_demo import shared_demo_archive
 
-    server, url = _serve(shared_demo_archive(tmp_path_factory), tmp_path, monkeypatch)
-    try:
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    with served(shared_demo_archive(tmp_path_factory)) as url:
         watched.goto(f"{url}/?view=parameters&scenario=1")
         wait_idle(watched, timeout=180)
         ticks = watched.evaluate(TICK_LABELS_JS)
         assert "topt" in ticks and "eps_forest (forest)" in ticks, ticks
-    finally:
-        try:
-            server.stop()
-        except RuntimeError:
-            pass

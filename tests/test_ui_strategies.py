@@ -6,16 +6,13 @@ Scenarios 1 and 3, B only Scenario 1; C's model-information file carries HTML in
 
 from __future__ import annotations
 
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from dashboard.server import start_server
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, served
 from tests.test_strategies import HOSTILE, build_strategy_archive
-from tests.test_ui import _free_port, titles, wait_idle
+from tests.test_ui import titles, wait_idle
 
 pytestmark = [
     pytest.mark.ui,
@@ -34,20 +31,8 @@ def strategy_archive(tmp_path_factory) -> Path:
 @pytest.fixture
 def url(strategy_archive, tmp_path, monkeypatch):
     monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
-    port = _free_port()
-    server = start_server(str(strategy_archive), port=port, address="127.0.0.1", threaded=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(f"{base}/liveness", timeout=5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    yield base
-    try:
-        server.stop()
-    except RuntimeError:  # already stopped by Panel's state reset
-        pass
+    with served(strategy_archive) as base:
+        yield base
 
 
 @pytest.fixture
