@@ -40,19 +40,10 @@ def service(archive_root):
     return get_service(archive_root, refresh=True)
 
 
-def _elements(overlay: hv.Overlay, kind: type) -> list:
-    return [el for el in overlay.traverse(lambda x: x, [kind]) if type(el) is kind]
-
-
-def _model_lines(overlay: hv.Overlay) -> dict[tuple[str, str], np.ndarray]:
-    """(model, line_dash) → y values of every model line drawn in ``overlay``."""
-    lines = {}
-    for curve in _elements(overlay, hv.Curve):
-        # Every archive model has a (possibly empty) layer so that plots update in place.
-        if curve.label.endswith((" prior", " posterior")) and len(curve):
-            dash = curve.opts.get().kwargs["line_dash"]
-            lines[(curve.label.rsplit(" ", 1)[0], dash)] = curve.dimension_values(1)
-    return lines
+def _model_lines(plot) -> dict[tuple[str, str], np.ndarray]:
+    """(model, line_dash) → y values of every model line a site plot draws."""
+    return {(line.label.rsplit(" ", 1)[0], line.dash): line.y for line in plot.lines
+            if line.label.endswith((" prior", " posterior"))}
 
 
 def test_timeseries_follow_the_selected_site(service):
@@ -63,26 +54,22 @@ def test_timeseries_follow_the_selected_site(service):
     overlay = view.plots.timeseries(CAL_SITE, "NEE", 1, [])
     assert set(_model_lines(overlay)) == {
         ("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid"), ("BETA-X.v2.1", "solid")}
-    colours = {c.label: c.opts.get().kwargs["color"] for c in _elements(overlay, hv.Curve)
-               if len(c)}
+    colours = {line.label: line.colour for line in overlay.lines}
     assert colours["BETA-X.v2.1 posterior"] == view.look.muted_colour
     assert colours["ALPHA.v1 posterior"] != view.look.muted_colour
     both = view.plots.timeseries(CAL_SITE, "NEE", 1, ["ALPHA.v1", "BETA-X.v2.1"])
     assert set(_model_lines(both)) == {
         ("ALPHA.v1", "dashed"), ("ALPHA.v1", "solid"),
         ("BETA-X.v2.1", "dashed"), ("BETA-X.v2.1", "solid")}
-    obs = _elements(overlay, hv.Scatter)
-    assert len(obs) == 1 and obs[0].label == "observations"
     # The observed points are the file's valid NEE values, with ±1.96 σ error bars.
     real = service.archive.open_observations(CAL_SITE)
     values = real["NEE"].values
-    np.testing.assert_allclose(np.sort(obs[0].dimension_values(1)),
-                               np.sort(values[np.isfinite(values)]))
+    np.testing.assert_allclose(np.sort(overlay.points[1]), np.sort(values[np.isfinite(values)]))
     # The observation band spans ± 1.96 σ around each observed value and is shut (zero width)
     # on days without an observation.
-    band = [a for a in _elements(overlay, hv.Area) if a.label == "observation uncertainty"][0]
+    band = overlay.band("observation uncertainty")
     unc = real["NEE_unc"].values
-    lower, upper = band.dimension_values(1), band.dimension_values(2)
+    lower, upper = band.lower, band.upper
     seen = np.isfinite(values) & np.isfinite(unc)
     assert (~seen).any() and seen.any()
     np.testing.assert_allclose(lower[seen], (values - 1.96 * unc)[seen], rtol=1e-6)
@@ -90,12 +77,15 @@ def test_timeseries_follow_the_selected_site(service):
     np.testing.assert_array_equal(lower[~seen], upper[~seen])
     # Each highlighted posterior has its 95 % band (posterior files carry nep_post_unc).
     for drawn, n_bands in ((overlay, 1), (both, 2)):
-        assert len([a for a in _elements(drawn, hv.Area)
-                    if a.label == "posterior band" and len(a)]) == n_bands
+        assert len([b for b in drawn.bands
+                    if b.label.endswith("posterior band") and len(b.x)]) == n_bands
     other = view.plots.timeseries(VAL_SITE, "NEE", 1, ["BETA-X.v2.1"])
     assert set(_model_lines(other)) == {("BETA-X.v2.1", "dashed"), ("BETA-X.v2.1", "solid"),
                                         ("ALPHA.v1", "solid")}
-    assert hv.render(other).title.text.startswith(f"{VAL_SITE} NEE — ")
+    assert other.title.startswith(f"{VAL_SITE} NEE — ")
+    # The y axis spans every value drawn, observations and bands included.
+    low, high = overlay.y_range
+    assert low <= np.nanmin(lower) and high >= np.nanmax(upper)
 
 
 def test_closed_band_pins_gaps_shut():
@@ -162,7 +152,7 @@ def test_diagrams_follow_variable(service):
     view = SitesView(selection=Selection(site=CAL_SITE), service=service)
     pair = ["ALPHA.v1", "BETA-X.v2.1"]
     cycle = view.plots.seasonal_cycle(CAL_SITE, "Qh", 1, pair)
-    assert all(c.vdims[0].name == "Qh" for c in _elements(cycle, hv.Curve))
+    assert cycle.ylabel.startswith("Qh (")
     assert len(_model_lines(cycle)) == 4  # prior and posterior of each highlighted model
     assert len(_model_lines(view.plots.seasonal_cycle(CAL_SITE, "Qh", 1, ["ALPHA.v1"]))) == 3
     assert set(view.plots.taylor_frame(CAL_SITE, "Qle", 1, ["BETA-X.v2.1"])["model"]) == {
@@ -181,26 +171,26 @@ def test_diagrams_follow_variable(service):
     assert row["r"] == pytest.approx(np.corrcoef(both.T)[0, 1])
     assert row["sd"] == pytest.approx(both[:, 1].std() / both[:, 0].std())
     taylor = view.plots.taylor(CAL_SITE, "Qle", 1, pair)
-    (arrows,) = _elements(taylor, hv.Segments)
+    x0, y0, x1, y1, codes = taylor.segments
     models = service.model_ids()
-    codes = arrows.dimension_values("model_code")
     # shaft + two-stroke head per model with both stages (GAMMA is unreadable)
     assert sorted(models[int(c)] for c in codes) == ["ALPHA.v1"] * 3 + ["BETA-X.v2.1"] * 3
     # Each arrow ends at the model's posterior point.
     post = taylor_frame[taylor_frame["stage"] == "Posterior"].set_index("model")
-    shaft = arrows.iloc[0]
-    start_model = models[int(shaft.dimension_values("model_code")[0])]
-    assert shaft.dimension_values("x1")[0] == pytest.approx(post.loc[start_model, "x"])
+    start_model = models[int(codes[0])]
+    assert x1[0] == pytest.approx(post.loc[start_model, "x"])
+    assert (x0[0], y0[0]) == pytest.approx(tuple(taylor_frame[
+        (taylor_frame["stage"] == "Prior") & (taylor_frame["model"] == start_model)
+    ].iloc[0][["x", "y"]]))
     scatter = view.plots.scatter(CAL_SITE, "NEE", 1, ["ALPHA.v1"])
-    drawn = {s.label: {models[int(c)] for c in s.dimension_values("model_code")}
-             for s in _elements(scatter, hv.Scatter) if len(s)}
+    drawn = {m.label: {models[int(c)] for c in m.code} for m in scatter.markers}
     assert drawn == {"prior": {"ALPHA.v1"}, "posterior": {"ALPHA.v1"}}
     # Every point pairs an observed day with the model's value on that day.
-    points = [s for s in _elements(scatter, hv.Scatter) if s.label == "prior"][0]
+    points = [m for m in scatter.markers if m.label == "prior"][0]
     obs = service.archive.open_observations(CAL_SITE)["NEE"].to_series()
     run = service.archive.open_run(service.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
     both = pd.concat([obs, run["NEE"].to_series()], axis=1, join="inner").dropna()
-    np.testing.assert_allclose(np.sort(points.dimension_values("obs")), np.sort(both.iloc[:, 0]))
+    np.testing.assert_allclose(np.sort(points.x), np.sort(both.iloc[:, 0]), rtol=1e-6)
 
 
 def _figures(root) -> dict[str, object]:
@@ -226,13 +216,13 @@ def test_selection_updates_the_rendered_plots_in_place(service):
     assert before["Seasonal cycle"].y_range is not nee.y_range
     # The three time series share their time axis.
     assert before[f"{CAL_SITE} Qle"].x_range is nee.x_range
-    old_x = nee.renderers[-1].data_source.data["time"].copy()
+    old_x = nee.renderers[-1].data_source.data["x"].copy()
 
     selection.site = VAL_SITE
     after = _figures(root)
     assert f"{VAL_SITE} NEE" in after and f"{CAL_SITE} NEE" not in after
     assert after[f"{VAL_SITE} NEE"] is nee  # the same Bokeh figure, patched in place
-    new_x = nee.renderers[-1].data_source.data["time"]
+    new_x = nee.renderers[-1].data_source.data["x"]
     assert not np.array_equal(old_x, new_x)
     card = view.card.card.value
     assert VAL_SITE in card and CAL_SITE not in card
@@ -384,10 +374,12 @@ def test_presentation_mode_enlarges_plots(service):
     normal = SitesView(selection=Selection(site=CAL_SITE), service=service)
     big = SitesView(selection=Selection(site=CAL_SITE), service=service,
                     look=Look(theme="dark", presentation=True))
-    small_opts = normal.plots.timeseries(CAL_SITE, "Qh", 1, []).opts.get().kwargs
-    big_opts = big.plots.timeseries(CAL_SITE, "Qh", 1, []).opts.get().kwargs
-    assert big_opts["fontscale"] > small_opts["fontscale"]
-    assert big_opts["bgcolor"] != small_opts["bgcolor"]  # dark background
+    small = _figures(pn.panel(normal).get_root(Document(), comm=Comm()))[f"{CAL_SITE} Qh"]
+    large = _figures(pn.panel(big).get_root(Document(), comm=Comm()))[f"{CAL_SITE} Qh"]
+    assert float(large.title.text_font_size[:-2]) > float(small.title.text_font_size[:-2])
+    assert large.background_fill_color != small.background_fill_color  # dark background
+    assert max(large.renderers[1].data_source.data["width"]) > max(
+        small.renderers[1].data_source.data["width"])  # thicker lines
     app = create_app(str(service.root), theme="dark", presentation=True)
     assert app.theme.__name__.lower().startswith("dark")
     assert any("font-size" in css for css in app.config.raw_css)
@@ -485,16 +477,15 @@ def test_bad_cache_size_setting_warns_and_keeps_the_default(monkeypatch):
 def test_a_variable_without_observations_is_drawn_in_community_units(service):
     view = SitesView(selection=Selection(site=CAL_SITE, variable="gpp"), service=service)
     overlay = view.plots.timeseries(CAL_SITE, "gpp", 1, ["ALPHA.v1"])
-    assert overlay.label.startswith(f"{CAL_SITE} gpp — models only")
+    assert overlay.title.startswith(f"{CAL_SITE} gpp — models only")
     lines = _model_lines(overlay)
     prior = lines[("ALPHA.v1", "dashed")]
     run = service.archive.open_run(service.archive.prior_row("ALPHA.v1", 1, CAL_SITE)["path"])
     np.testing.assert_allclose(prior, run["gpp"].values * 1000 * 86400, rtol=1e-6)  # gC m-2 d-1
-    dims = [d.pprint_label for d in overlay.traverse(lambda x: x, [hv.Curve])[0].vdims]
-    assert any("gC m-2 d-1" in d for d in dims), dims
+    assert "gC m-2 d-1" in overlay.ylabel
     # Plots that need observations say why they are empty instead of appearing blank.
-    assert "not observed" in view.plots.scatter(CAL_SITE, "gpp", 1, []).label
-    assert "needs observations" in view.plots.taylor(CAL_SITE, "gpp", 1, []).label
+    assert "not observed" in view.plots.scatter(CAL_SITE, "gpp", 1, []).title
+    assert "needs observations" in view.plots.taylor(CAL_SITE, "gpp", 1, []).title
     # The map falls back to the spread across models, and says so.
     points = view.map.site_points("misfit_reduction", "gpp", 1, "Posterior", [])
     assert "no observations" in points.opts.get().kwargs["clabel"]

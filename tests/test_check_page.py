@@ -18,6 +18,7 @@ import pandas as pd
 import panel as pn
 import pytest
 from bokeh.document import Document
+from bokeh.models import MultiLine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyviz_comms import Comm
@@ -148,8 +149,9 @@ def test_the_comparison_scores_the_upload_on_the_observed_days(service, my_runs)
     proxy = view._session_service
     assert proxy.uploaded_ids() == [MINE + " (yours)"]
     # The plots show the upload highlighted beside every archive model.
-    overlay = view.compare.objects[2].object
-    labels = {c.label for c in overlay if len(c)}
+    figure = view.compare.objects[2].object  # the time series (a Bokeh figure)
+    (lines,) = [r for r in figure.renderers if isinstance(r.glyph, MultiLine)]
+    labels = set(lines.data_source.data["label"])
     assert {f"{MINE} (yours) prior", f"{MINE} (yours) posterior"} <= labels
     assert "ALPHA.v1 posterior" in labels and "BETA-X.v2.1 posterior" in labels
     # Known answer: RMSE of −nep × 1000 × 86400 against the observed NEE, by hand.

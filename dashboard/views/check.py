@@ -30,6 +30,13 @@ from dashboard.service import DataService
 from dashboard.state import SITE_VARIABLES, Selection
 from dashboard.uploads import SessionUploads, UploadLimits, install_cleanup_handlers, safe_name
 from dashboard.views.loading import in_server_session
+from dashboard.views.site_figures import (
+    drawn,
+    scatter_figure,
+    seasonal_figure,
+    taylor_figure,
+    timeseries_figure,
+)
 from dashboard.views.site_plots import SitePlots
 from dashboard.views.style import ALERT_COLOURS, Look, alert_html
 
@@ -345,15 +352,17 @@ class CheckView(pn.viewable.Viewer):
         for problem in proxy.problems:
             parts.append(pn.pane.HTML(alert_html(problem, "warning")))
         try:
-            parts.append(pn.pane.HoloViews(plots.timeseries(site, variable, scenario, [],
-                                                            "all"),
-                                           sizing_mode="stretch_width"))
+            look = self.look
+            parts.append(drawn(timeseries_figure(look, variable),
+                               plots.timeseries(site, variable, scenario, [], "all"),
+                               sizing_mode="stretch_width"))
             parts.append(pn.Row(
-                pn.pane.HoloViews(plots.seasonal_cycle(site, variable, scenario, []),
-                                  sizing_mode="stretch_width"),
-                pn.pane.HoloViews(plots.scatter(site, variable, scenario, []),
-                                  sizing_mode="stretch_width"),
-                pn.pane.HoloViews(plots.taylor(site, variable, scenario, [])),
+                drawn(seasonal_figure(look), plots.seasonal_cycle(site, variable, scenario, []),
+                      sizing_mode="stretch_width"),
+                drawn(scatter_figure(look), plots.scatter(site, variable, scenario, []),
+                      sizing_mode="stretch_width"),
+                drawn(taylor_figure(look), plots.taylor(site, variable, scenario, []),
+                      sizing_mode="fixed"),
                 sizing_mode="stretch_width"))
         except Exception:  # one plot that fails never takes the report with it
             log.exception("drawing the comparison failed")

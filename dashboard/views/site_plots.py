@@ -1,23 +1,18 @@
-"""The site plots: time series, seasonal cycle, scatter and Taylor diagram of one site.
+"""What the site plots draw: time series, seasonal cycle, scatter and Taylor diagram of one site.
 
-Each method is a pure function of (site, variable, scenario, models) returning a HoloViews
-overlay of fixed structure (so a DynamicMap patches the data of the existing Bokeh plot when the
-selection changes). The data come from the query layer; nothing here opens a file.
+Each method of :class:`SitePlots` is a pure function of (site, variable, scenario, models)
+returning a :class:`Plot`: the lines, bands and markers to draw, with their labels, colours
+and axis ranges, as plain arrays. Nothing here opens a file (the data come from the query
+layer) or builds a plot object: :mod:`dashboard.views.site_figures` draws a :class:`Plot` with
+Bokeh and updates the same figure in place when the selection changes.
 """
 
 from __future__ import annotations
 
-import holoviews as hv
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
-from bokeh.models import (
-    AdaptiveTicker,
-    CompositeTicker,
-    DatetimeTickFormatter,
-    DaysTicker,
-    MonthsTicker,
-    YearsTicker,
-)
 
 from dashboard import queries
 from dashboard.metrics.diagrams import MONTHS, monthly_means
@@ -25,14 +20,107 @@ from dashboard.service import DataService
 from dashboard.sitedata import SiteSeries
 from dashboard.state import SITE_VARIABLES
 from dashboard.views.style import Look, model_colour
-from dashboard.views.templates import StyledElements, weak_hook
 
 #: Posterior bands are drawn when at most this many models are shown.
 MAX_BANDS = 3
 
+#: Days shown when a time series opens on the recent part of its record.
+RECENT_DAYS = 730
+
+_EMPTY = np.empty(0, dtype="float32")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line: ``y`` against ``x``, with its style."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    colour: str
+    dash: str = "solid"
+    width: float = 1.0
+    alpha: float = 1.0
+
+
+@dataclass(frozen=True)
+class Band:
+    """A shaded band between ``lower`` and ``upper`` along ``x``."""
+
+    label: str
+    x: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    colour: str
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Markers:
+    """Markers coloured by model: ``code`` is each point's index in the archive's model list.
+
+    ``fill_alpha`` 0 draws open markers (priors), 1 filled ones (posteriors). ``extra`` holds
+    columns shown on hover (model name, r, …).
+    """
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    code: np.ndarray
+    fill_alpha: float
+    line_alpha: float = 1.0
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plot:
+    """Everything one site plot shows.
+
+    Attributes
+    ----------
+    title, xlabel, ylabel : str
+        Texts of the plot (file text is never put here unescaped into HTML: Bokeh draws
+        these on a canvas).
+    lines, bands, markers : tuple
+        What is drawn, in drawing order within each kind (bands under lines under markers).
+    points : tuple of numpy.ndarray
+        ``(x, y)`` of the observations (time series) or the observation's reference point
+        (Taylor diagram).
+    segments : tuple of numpy.ndarray
+        ``(x0, y0, x1, y1, code)`` of the Taylor diagram's arrows.
+    texts : tuple
+        ``(x, y, text)`` labels (the Taylor diagram's correlations).
+    x_range, y_range : tuple of float or None
+        The axis limits the plot opens on; ``None`` for the time axis of a series without
+        data.
+    palette : tuple of str
+        Colour of each model code (the archive's models in order).
+    """
+
+    title: str
+    xlabel: str
+    ylabel: str
+    lines: tuple[Line, ...] = ()
+    bands: tuple[Band, ...] = ()
+    markers: tuple[Markers, ...] = ()
+    points: tuple[np.ndarray, np.ndarray] = (_EMPTY, _EMPTY)
+    segments: tuple[np.ndarray, ...] = (_EMPTY,) * 5
+    texts: tuple[list[float], list[float], list[str]] = ([], [], [])
+    x_range: tuple[float, float] | None = None
+    y_range: tuple[float, float] | None = None
+    palette: tuple[str, ...] = ()
+
+    def line(self, label: str) -> Line | None:
+        """The line called ``label``, or ``None``."""
+        return next((line for line in self.lines if line.label == label), None)
+
+    def band(self, label: str) -> Band | None:
+        """The band called ``label``, or ``None``."""
+        return next((band for band in self.bands if band.label == label), None)
+
 
 class SitePlots:
-    """Builds the plots of the Sites view for one session's look.
+    """Builds what the Sites view's plots show, for one session's look.
 
     Parameters
     ----------
@@ -45,26 +133,6 @@ class SitePlots:
     def __init__(self, service: DataService, look: Look) -> None:
         self.service = service
         self.look = look
-        self.styled = StyledElements()
-        # One date formatter for every time axis of this session: a new Bokeh model per frame
-        # would defeat the option templates, and a Bokeh model belongs to one document only.
-        self._dates = DatetimeTickFormatter(months="%b %Y", years="%Y")
-        # Calendar-aligned ticks (quarters, half-years, years, every 2 or 5 years): Bokeh's
-        # default ticker spaced them by fixed numbers of days, which fell unevenly (1998, 2001,
-        # 2004, 2008; Feb, Jun, Sep).
-        # The first ticker covers any shorter span (an axis without data has a range of a few
-        # milliseconds): with none, Bokeh's CompositeTicker chose no ticker and the browser
-        # failed ("reading 'get_ticks_no_defaults'") and drew none of the site's plots.
-        self._ticks = CompositeTicker(tickers=[
-            AdaptiveTicker(mantissas=[1, 2, 5], base=10, min_interval=0,
-                           max_interval=12 * 3600 * 1000, num_minor_ticks=0),
-            DaysTicker(days=list(range(1, 32))), DaysTicker(days=[1, 8, 15, 22]),
-            DaysTicker(days=[1, 15]), MonthsTicker(months=list(range(12))),
-            MonthsTicker(months=[0, 3, 6, 9]),
-            MonthsTicker(months=[0, 6]), YearsTicker(desired_num_ticks=8)])
-        #: Time window (epoch ms) of each time-series frame, by its title (see _apply_window).
-        self._windows: dict[str, tuple[float, float] | tuple[None, None]] = {}
-        self._window_hook = weak_hook(self._apply_window)
 
     def series(self, site: str, variable: str, scenario: int, models: list[str]) -> SiteSeries:
         """The tidy series of a site, every model (shared by every session)."""
@@ -74,49 +142,39 @@ class SitePlots:
         """The models drawn in colour (:func:`queries.highlighted_models`); others are muted."""
         return queries.highlighted_models(self.service, models)
 
-    def _model_style(self) -> dict:
-        """Colour options for glyphs coloured by their ``model_code`` value.
-
-        Every model is drawn in the colour of its index in the archive's model list; the codes
-        travel as numbers (binary) rather than one colour string per point.
-        """
+    def palette(self) -> tuple[str, ...]:
+        """The colour of every archive model, by its index in the model list."""
         all_models = self.service.model_ids()
-        palette = [model_colour(m, all_models) for m in all_models] or ["#000000"]
-        return {"color": "model_code", "cmap": palette,
-                "clim": (-0.5, len(palette) - 0.5), "colorbar": False}
+        return tuple(model_colour(m, all_models) for m in all_models) or ("#000000",)
 
-    def _model_curves(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-                      kdims: list, highlighted: list[str]) -> list[hv.Curve]:
-        """One curve per archive model and stage, empty when absent.
+    def _model_lines(self, curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+                     highlighted: list[str]) -> list[Line]:
+        """The model lines of a plot, the muted ones first (drawn underneath).
 
         Highlighted models: dashed prior and solid posterior in the model's colour. The others:
-        their posterior as a thin muted line (context, not spaghetti), no prior. Muted curves
-        come first so the highlighted ones are drawn on top. The fixed structure lets a
-        DynamicMap patch the data of the existing plot. Curves, not one multi-line Path:
-        HoloViews splits multi-paths at ~10 ms a path on every update.
+        their posterior as a thin muted line (context, not spaghetti), no prior.
         """
         all_models = self.service.model_ids()
-        empty = (np.empty(0), np.empty(0))
         order = ([m for m in all_models if m not in highlighted]
                  + [m for m in all_models if m in highlighted])
-        layers = []
+        lines = []
         for stage in ("Prior", "Posterior"):
             for model in order:
                 lit = model in highlighted
-                data = curves.get((model, stage), empty) if lit or stage != "Prior" else empty
-                style = ({"color": model_colour(model, all_models),
-                          "line_width": self.look.line_width,
-                          "alpha": 0.75 if stage == "Prior" else 0.95}
-                         if lit else {"color": self.look.muted_colour,
-                                      "line_width": max(1.0, self.look.line_width / 2),
-                                      "alpha": 0.45})
-                layers.append(self.styled.element(
-                    hv.Curve, data, *kdims, label=f"{model} {stage.lower()}",
-                    line_dash="dashed" if stage == "Prior" else "solid", **style))
-        return layers
+                data = curves.get((model, stage))
+                if data is None or not len(data[0]) or not (lit or stage != "Prior"):
+                    continue
+                lines.append(Line(
+                    label=f"{model} {stage.lower()}", x=data[0], y=data[1],
+                    colour=model_colour(model, all_models) if lit else self.look.muted_colour,
+                    dash="dashed" if stage == "Prior" else "solid",
+                    width=(self.look.line_width if lit
+                           else max(1.0, self.look.line_width / 2)),
+                    alpha=(0.75 if stage == "Prior" else 0.95) if lit else 0.45))
+        return lines
 
     def timeseries(self, site: str, variable: str, scenario: int, models: list[str],
-                   window: str = "recent") -> hv.Overlay:
+                   window: str = "recent") -> Plot:
         """Observations and the highlighted models' prior (dashed) and posterior (solid).
 
         The other models' posteriors are drawn muted. Observations carry their 95 % band
@@ -124,85 +182,57 @@ class SitePlots:
         the ensemble's predictive interval) when at most :data:`MAX_BANDS` are highlighted, so
         that the bands stay readable. ``window="recent"`` opens on the last two years of the
         record (zoom out or choose the whole record for all of it), ``"all"`` on everything.
-        Time is drawn as epoch milliseconds with a datetime axis (HoloViews converts datetimes
-        point by point in some paths); the colour key above the plots replaces legends.
+        Time is in epoch milliseconds (a datetime axis); the colour key above the plots
+        replaces legends.
         """
         data = self.series(site, variable, scenario, models)
         all_models = self.service.model_ids()
-        ylabel = f"{variable} ({data.units})" if data.units else variable
-        vdim = hv.Dimension(variable, label=ylabel)
-        tdim = hv.Dimension("time", label="date")
         drawing = data.drawing
         highlighted = self.highlighted(models)
-        empty = np.empty(0, dtype="float32")
         # The observation uncertainty is one shaded band: far cheaper to draw than an error
         # bar per day, and it reads as the envelope it is.
-        layers: list[hv.Element] = [
-            self.styled.element(hv.Area, drawing.obs_band, tdim, [vdim, "obs_upper"],
-                          label="observation uncertainty", color=self.look.obs_colour,
-                          alpha=0.15, line_alpha=0)]
-        # A fixed number of band slots (coloured per frame) keeps the plot's structure fixed.
+        bands = [Band("observation uncertainty", *drawing.obs_band, colour=self.look.obs_colour,
+                      alpha=0.15)]
         banded = ([m for m in drawing.banded if m in highlighted]
                   if len(highlighted) <= MAX_BANDS else [])
-        for slot in range(MAX_BANDS):
-            model = banded[slot] if slot < len(banded) else None
-            data_ = ((drawing.runs[(model, "Posterior")][0],
-                      *drawing.runs[(model, "Posterior")][2:]) if model is not None
-                     else (empty, empty, empty))
-            colour = model_colour(model, all_models) if model else self.look.obs_colour
-            layers.append(self.styled.element(hv.Area, data_, tdim, [vdim, "upper"],
-                                        label="posterior band", color=colour, alpha=0.18,
-                                        line_alpha=0))
-        curves = {key: arrays[:2] for key, arrays in drawing.runs.items()}
-        layers += self._model_curves(curves, [tdim, vdim], highlighted)
-        layers.append(self.styled.element(
-            hv.Scatter, drawing.obs, tdim, vdim, label="observations",
-            color=self.look.obs_colour, size=3 * self.look.fontscale, tools=["hover"],
-            hover_tooltips=[("date", "@time{%F}"), (variable, f"@{{{variable}}}")],
-            hover_formatters={"@time": "datetime"}))
+        for model in banded:
+            time, _, lower, upper = drawing.runs[(model, "Posterior")]
+            bands.append(Band(f"{model} posterior band", time, lower, upper,
+                              colour=model_colour(model, all_models), alpha=0.18))
+        bands = [b for b in bands if len(b.x)]
+        lines = self._model_lines({key: arrays[:2] for key, arrays in drawing.runs.items()},
+                                  highlighted)
         if variable not in SITE_VARIABLES:
             n_note = " — models only (not observed at flux towers)"
         elif data.n_days:
             n_note = f" — {data.n_obs_valid} valid observed days of {data.n_days}"
         else:
             n_note = " — no observations"
-        title = f"{site} {variable}{n_note}"
-        self._windows[title] = _time_window(drawing, window)
-        return self.styled.overlay(layers, title, responsive=True, height=230,
-                                   show_legend=False, fontscale=self.look.fontscale,
-                                   framewise=True, bgcolor=self.look.bg, xlabel="",
-                                   tools=["xwheel_zoom"], xformatter=self._dates,
-                                   xticks=self._ticks,
-                                   hooks=[self._window_hook])
-
-    def _apply_window(self, plot, element: hv.Overlay) -> None:
-        """Show the frame's time window (a hook run on every frame).
-
-        HoloViews reads plot options such as ``xlim`` once, on the first frame, so a window
-        chosen later is applied to the time axis here. Zooming and panning stay the user's.
-        """
-        start, end = self._windows.get(element.label, (None, None))
-        if start is not None:
-            plot.handles["x_range"].update(start=start, end=end)
+        return Plot(
+            title=f"{site} {variable}{n_note}", xlabel="",
+            ylabel=f"{variable} ({data.units})" if data.units else variable,
+            lines=tuple(lines), bands=tuple(bands), points=drawing.obs,
+            x_range=_time_window(drawing, window),
+            y_range=_value_range([line.y for line in lines] + [drawing.obs[1]]
+                                 + [b.lower for b in bands] + [b.upper for b in bands]),
+            palette=self.palette())
 
     def seasonal_cycle(self, site: str, variable: str, scenario: int, models: list[str]
-                       ) -> hv.Overlay:
+                       ) -> Plot:
         """Mean seasonal cycle (by month) on the days with valid observations.
 
         Without observations each run's cycle uses all its days.
         """
         data = self.series(site, variable, scenario, models)
-        vdim = hv.Dimension(variable, label=f"{variable} ({data.units})")
         months = MONTHS.astype(float)
         aligned = data.on_obs_days
         observed = np.isfinite(aligned.obs)
-        # The axis says which days the means use (the title stays short for narrow plots).
-        mdim = hv.Dimension("month", label="month (days with observations)" if observed.any()
-                            else "month (all days)")
         curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        obs_cycle = (np.empty(0), np.empty(0))
+        lines: list[Line] = []
         if observed.any():
-            obs_cycle = (months, monthly_means(aligned.obs, aligned.month)[0])
+            lines.append(Line("observations", months,
+                              monthly_means(aligned.obs, aligned.month)[0],
+                              colour=self.look.obs_colour, width=self.look.line_width + 1.5))
             for key, values in aligned.runs.items():
                 curves[key] = (months, monthly_means(np.where(observed, values, np.nan),
                                                      aligned.month)[0])
@@ -211,27 +241,24 @@ class SitePlots:
                 month = np.asarray(pd.DatetimeIndex(frame["time"]).month)
                 curves[key] = (months,
                                monthly_means(frame["value"].to_numpy(dtype=float), month)[0])
-        layers: list[hv.Element] = [
-            self.styled.element(hv.Curve, obs_cycle, mdim, vdim, label="observations",
-                          color=self.look.obs_colour, line_width=self.look.line_width + 1.5)]
-        layers += self._model_curves(curves, [mdim, vdim], self.highlighted(models))
-        title = "Seasonal cycle"
-        return self.styled.overlay(layers, title, responsive=True, height=300,
-                             show_legend=False, xticks=list(range(1, 13)), framewise=True,
-                             shared_axes=False, fontscale=self.look.fontscale,
-                             bgcolor=self.look.bg)
+        lines += self._model_lines(curves, self.highlighted(models))
+        # The axis says which days the means use (the title stays short for narrow plots).
+        return Plot(
+            title="Seasonal cycle",
+            xlabel=("month (days with observations)" if observed.any()
+                    else "month (all days)"),
+            ylabel=f"{variable} ({data.units})", lines=tuple(lines), x_range=(0.5, 12.5),
+            y_range=_value_range([line.y for line in lines]), palette=self.palette())
 
-    def scatter(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
+    def scatter(self, site: str, variable: str, scenario: int, models: list[str]) -> Plot:
         """Model against observation on matching days, with the 1:1 line.
 
-        Open markers: priors; filled: posteriors; colour: model (``model_code`` is the model's
+        Open markers: priors; filled: posteriors; colour: model (``code`` is the model's
         index in the archive's model list).
         """
         data = self.series(site, variable, scenario, models)
         aligned = data.on_obs_days
         all_models = self.service.model_ids()
-        xd = hv.Dimension("obs", label=f"observed {variable} ({data.units})")
-        yd = hv.Dimension("model", label=f"modelled {variable} ({data.units})")
         parts: dict[str, list[np.ndarray]] = {"Prior": [], "Posterior": []}
         lo, hi = np.inf, -np.inf
         highlighted = self.highlighted(models)
@@ -247,25 +274,25 @@ class SitePlots:
                 np.column_stack([x, y, code]))
             lo = min(lo, float(x.min()), float(y.min()))
             hi = max(hi, float(x.max()), float(y.max()))
-        line = ([lo, hi], [lo, hi]) if np.isfinite(lo) else (np.empty(0), np.empty(0))
-        layers: list[hv.Element] = [self.styled.element(hv.Curve, line, xd, yd, color="grey",
-                                                  line_dash="dotted")]
+        markers = []
         for stage, fill, line_alpha in (("Prior", 0.0, 0.8), ("Posterior", 0.6, 0.0)):
-            stacked = (np.vstack(parts[stage]).astype("float32") if parts[stage]
-                       else np.empty((0, 3), dtype="float32"))
-            layers.append(self.styled.element(
-                hv.Scatter, stacked, xd, [yd, "model_code"], label=stage.lower(),
-                size=3 * self.look.fontscale, fill_alpha=fill, line_alpha=line_alpha,
-                **self._model_style()))
+            if parts[stage]:
+                stacked = np.vstack(parts[stage]).astype("float32")
+                markers.append(Markers(stage.lower(), stacked[:, 0], stacked[:, 1],
+                                       stacked[:, 2], fill_alpha=fill, line_alpha=line_alpha))
+        lines = ((Line("1:1", np.array([lo, hi]), np.array([lo, hi]), colour="grey",
+                       dash="dotted"),) if np.isfinite(lo) else ())
         if variable not in SITE_VARIABLES:
             title = f"Model vs obs: {variable} not observed"
         elif np.isfinite(lo):
             title = "Model vs observations"
         else:
             title = "Model vs obs: no shared days"
-        return self.styled.overlay(layers, title, responsive=True, height=300, show_legend=False,
-                             framewise=True, shared_axes=False, fontscale=self.look.fontscale,
-                             bgcolor=self.look.bg)
+        limits = _padded(lo, hi) if np.isfinite(lo) else (0.0, 1.0)
+        return Plot(title=title, xlabel=f"observed {variable} ({data.units})",
+                    ylabel=f"modelled {variable} ({data.units})", lines=lines,
+                    markers=tuple(markers), x_range=limits, y_range=limits,
+                    palette=self.palette())
 
     def taylor_frame(self, site: str, variable: str, scenario: int, models: list[str]
                      ) -> pd.DataFrame:
@@ -273,14 +300,14 @@ class SitePlots:
         frame = queries.taylor_frame(self.service, site, variable, scenario, [])
         return frame[frame["model"].isin(self.highlighted(models))].reset_index(drop=True)
 
-    def taylor(self, site: str, variable: str, scenario: int, models: list[str]) -> hv.Overlay:
+    def taylor(self, site: str, variable: str, scenario: int, models: list[str]) -> Plot:
         """Taylor diagram: normalised SD (radius) and correlation (angle).
 
         An arrow per model runs from its prior (open marker) to its posterior (filled).
         """
         frame = self.taylor_frame(site, variable, scenario, models)
         all_models = self.service.model_ids()
-        frame = frame.assign(model_code=[float(all_models.index(m)) for m in frame["model"]])
+        frame = frame.assign(code=[float(all_models.index(m)) for m in frame["model"]])
         rmax = max(1.5, float(frame["sd"].max()) * 1.1 if not frame.empty else 1.5)
         rmax = 2.0 if rmax <= 2.0 else float(np.ceil(rmax))  # stable axes while browsing
         theta = np.linspace(0, np.pi / 2, 60)
@@ -288,22 +315,11 @@ class SitePlots:
                 for r in np.arange(0.5, rmax + 0.01, 0.5)]
         corrs = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
         grid += [np.array([[0, 0], [rmax * c, rmax * np.sin(np.arccos(c))]]) for c in corrs]
-        layers: list[hv.Element] = [
-            # The grid as one line broken by NaN rows: HoloViews splits a multi-part Path at
-            # ~5 ms a part on every update.
-            self.styled.element(hv.Curve, tuple(np.concatenate(
-                [np.vstack([g, [[np.nan, np.nan]]]) for g in grid]).T), "x", "y",
-                color="#c8c8c8", line_width=0.7),
-            self.styled.element(hv.Curve, (np.cos(theta), np.sin(theta)), "x", "y",
-                          color="#888888", line_width=1.2),
-            self.styled.element(hv.Labels, {"x": [rmax * 1.03 * c for c in corrs],
-                                      "y": [rmax * 1.03 * np.sin(np.arccos(c)) for c in corrs],
-                                      "text": [str(c) for c in corrs]}, ["x", "y"], "text",
-                          text_font_size=f"{int(8 * self.look.fontscale)}pt",
-                          text_color="#888888"),
-            self.styled.element(hv.Scatter, ([1.0], [0.0]), "x", "y", color=self.look.obs_colour,
-                          marker="star", size=14 * self.look.fontscale),
-        ]
+        # The grid as one line broken by NaN rows (one glyph to draw).
+        grid_xy = np.concatenate([np.vstack([g, [[np.nan, np.nan]]]) for g in grid]).T
+        lines = (Line("grid", grid_xy[0], grid_xy[1], colour="#c8c8c8", width=0.7),
+                 Line("observed SD", np.cos(theta), np.sin(theta), colour="#888888",
+                      width=1.2))
         arrows = []
         for model, group in frame.groupby("model", sort=True):
             prior = group[group["stage"] == "Prior"]
@@ -312,29 +328,32 @@ class SitePlots:
                 code = float(all_models.index(model))
                 arrows += [(*segment, code) for segment in _arrow_segments(
                     *prior.iloc[0][["x", "y"]], *post.iloc[0][["x", "y"]])]
-        layers.append(self.styled.element(hv.Segments, arrows, ["x0", "y0", "x1", "y1"],
-                                    ["model_code"], line_width=self.look.line_width,
-                                    **self._model_style()))
-        columns = ["x", "y", "model", "r", "sd", "n", "model_code"]
+        segments = (tuple(np.asarray(column, dtype="float64")
+                          for column in zip(*arrows, strict=True)) if arrows else (_EMPTY,) * 5)
+        markers = []
         for stage, fill in (("Prior", 0.0), ("Posterior", 1.0)):
-            part = frame[(frame["stage"] == "Prior") == (stage == "Prior")][columns]
-            layers.append(self.styled.element(
-                hv.Scatter, part, "x", columns[1:], label=stage.lower(), fill_alpha=fill,
-                line_width=2, size=10 * self.look.fontscale, tools=["hover"],
-                hover_tooltips=[("model", "@model"), ("r", "@r{0.00}"), ("SD ratio", "@sd{0.00}"),
-                                ("n", "@n")], **self._model_style()))
+            part = frame[(frame["stage"] == "Prior") == (stage == "Prior")]
+            if not part.empty:
+                markers.append(Markers(
+                    stage.lower(), part["x"].to_numpy(float), part["y"].to_numpy(float),
+                    part["code"].to_numpy(float), fill_alpha=fill,
+                    extra={"model": part["model"].to_numpy(str),
+                           "r": part["r"].to_numpy(float), "sd": part["sd"].to_numpy(float),
+                           "n": part["n"].to_numpy(int)}))
         # Short titles: the diagrams share a row; the key above the plots explains the arrows.
         title = f"Taylor diagram ({variable})"
         if variable not in SITE_VARIABLES:
             title += ": needs observations"
         elif frame.empty:
             title += ": too few days"
-        return self.styled.overlay(layers, title, xlim=(0, rmax * 1.08), ylim=(0, rmax * 1.08),
-                             frame_width=int(300 * self.look.fontscale),
-                             frame_height=int(300 * self.look.fontscale), show_legend=False,
-                             shared_axes=False, framewise=True,
-                             xlabel="normalised SD × cos(angle)", ylabel="normalised SD × sin",
-                             fontscale=self.look.fontscale, bgcolor=self.look.bg)
+        return Plot(
+            title=title, xlabel="normalised SD × cos(angle)", ylabel="normalised SD × sin",
+            lines=lines, markers=tuple(markers),
+            points=(np.array([1.0]), np.array([0.0])), segments=segments,
+            texts=([rmax * 1.03 * c for c in corrs],
+                   [rmax * 1.03 * float(np.sin(np.arccos(c))) for c in corrs],
+                   [str(c) for c in corrs]),
+            x_range=(0.0, rmax * 1.08), y_range=(0.0, rmax * 1.08), palette=self.palette())
 
 
 def _arrow_segments(x0: float, y0: float, x1: float, y1: float
@@ -354,16 +373,27 @@ def _arrow_segments(x0: float, y0: float, x1: float, y1: float
     return segments
 
 
-#: Days shown when a time series opens on the recent part of its record.
-RECENT_DAYS = 730
+def _padded(lo: float, hi: float, fraction: float = 0.05) -> tuple[float, float]:
+    """``(lo, hi)`` widened by ``fraction`` of their span on each side (1 when they are equal)."""
+    pad = (hi - lo) * fraction if hi > lo else max(abs(lo), 1.0) * fraction
+    return (lo - pad, hi + pad)
 
 
-def _time_window(drawing, window: str) -> tuple[float, float] | tuple[None, None]:
+def _value_range(arrays: list[np.ndarray]) -> tuple[float, float]:
+    """The padded range of every finite value of ``arrays``; ``(0, 1)`` without any."""
+    finite = [a[np.isfinite(a)] for a in arrays if len(a)]
+    finite = [a for a in finite if len(a)]
+    if not finite:
+        return (0.0, 1.0)
+    return _padded(float(min(a.min() for a in finite)), float(max(a.max() for a in finite)))
+
+
+def _time_window(drawing, window: str) -> tuple[float, float] | None:
     """Time limits (epoch ms) of the last :data:`RECENT_DAYS` of the record, or the whole of it."""
     times = [drawing.obs[0]] + [arrays[0] for arrays in drawing.runs.values()]
     times = [t for t in times if len(t)]
     if not times:
-        return (None, None)
+        return None
     start = float(min(t[0] for t in times))
     end = float(max(t[-1] for t in times))
     day = 86_400_000.0

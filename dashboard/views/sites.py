@@ -1,32 +1,39 @@
 """Sites: a map of the sites coloured by a metric, and the selected site's series and diagrams.
 
 Linked views: clicking a site on the map sets ``selection.site`` (and the URL); the time series
-of NEE, Qle and Qh share their time axis; the seasonal cycle, scatter and Taylor diagram follow
-the selected variable. The view composes small parts — :class:`~dashboard.views.site_map.SiteMap`,
-:class:`~dashboard.views.site_card.SiteCard` and the plots of
-:class:`~dashboard.views.site_plots.SitePlots` — and owns the one watcher that updates them
+of NEE, Qle and Qh share their time axis (pan or zoom one and the others follow); the seasonal
+cycle, scatter and Taylor diagram follow the selected variable. The view composes small parts —
+:class:`~dashboard.views.site_map.SiteMap`, :class:`~dashboard.views.site_card.SiteCard`, what
+:class:`~dashboard.views.site_plots.SitePlots` computes and the Bokeh figures of
+:mod:`~dashboard.views.site_figures` that draw it — and owns the one watcher that updates them
 together.
 """
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
 
 import holoviews as hv
 import panel as pn
 import param
+from bokeh.models import Range1d
 
 from dashboard.service import DataService
 from dashboard.state import SITE_VARIABLES, Selection
 from dashboard.views.loading import fill_progressively
 from dashboard.views.site_card import SiteCard
+from dashboard.views.site_figures import (
+    PlotFigure,
+    scatter_figure,
+    seasonal_figure,
+    taylor_figure,
+    timeseries_figure,
+)
 from dashboard.views.site_map import SiteMap
 from dashboard.views.site_plots import SitePlots
 from dashboard.views.style import ACTIVE_BUTTON_CSS, Look
 
 _SiteStream = hv.streams.Stream.define("SiteSelection", site="", scenario=1, models=[])
-_VariableStream = hv.streams.Stream.define("VariableSelection", variable="NEE")
-_WindowStream = hv.streams.Stream.define("TimeWindow", window="recent")
 
 #: Time windows the time series open on (label → :meth:`SitePlots.timeseries` window).
 WINDOWS = {"Last 2 years": "recent", "Whole record": "all"}
@@ -44,87 +51,111 @@ class SitesView(pn.viewable.Viewer):
     def __init__(self, **params):
         super().__init__(**params)
         s = self.selection
-        # The plots follow the selection through three streams that one watcher updates
-        # together (see _on_selection), rather than each plot watching the selection.
-        self._site_stream = _SiteStream(site=s.site, scenario=s.scenario, models=list(s.models))
-        self._variable_stream = _VariableStream(variable=s.variable)
-        self._window_stream = _WindowStream()
         self.window = pn.widgets.RadioButtonGroup(options=WINDOWS, value="recent",
                                                   stylesheets=[ACTIVE_BUTTON_CSS])
         self.window.param.watch(self._on_window, "value")
-        # The time series of a selected variable without observations (gpp, lai, …), shown
-        # above the observed fluxes; built when one is first selected, then it follows the
-        # selection while one is selected and hides otherwise.
-        self._unobserved_stream = _VariableStream(variable=s.variable)
-        self._unobserved_pane: pn.pane.HoloViews | None = None
-        self._page: pn.Column | None = None
         self._map_stream = _MapStream(metric=s.metric, variable=s.variable, scenario=s.scenario,
                                       stage=s.stage, models=list(s.models))
+        self._site_stream = _SiteStream(site=s.site, scenario=s.scenario, models=list(s.models))
         s.param.watch(self._on_selection, ["site", "variable", "scenario", "models", "stage",
                                            "metric"])
         self.map = SiteMap(selection=s, service=self.service, look=self.look,
                            map_stream=self._map_stream, site_stream=self._site_stream)
         self.card = SiteCard(service=self.service, look=self.look)
         self.plots = SitePlots(self.service, self.look)
+        #: The time axis every time series shares.
+        self.time_range = Range1d(0, 1)
+        #: Time series figures by variable (the observed fluxes), built as the page fills in.
+        self.series_figures: dict[str, PlotFigure] = {}
+        #: The time series of a selected variable without observations (gpp, lai, …), shown
+        #: above the observed fluxes; built when one is first selected, then it follows the
+        #: selection while one is selected and hides otherwise.
+        self.unobserved_figure: PlotFigure | None = None
+        self._unobserved_pane: pn.pane.Bokeh | None = None
+        #: The diagrams of the selected variable: seasonal cycle, scatter, Taylor.
+        self.diagram_figures: dict[str, PlotFigure] = {}
+        self._page: pn.Column | None = None
+
+    # -- drawing ---------------------------------------------------------------------------
+    def _draw_series(self, figure: PlotFigure, variable: str) -> None:
+        s = self.selection
+        figure.show(self.plots.timeseries(s.site, variable, s.scenario, list(s.models),
+                                          self.window.value))
+
+    def _draw_diagrams(self) -> None:
+        s = self.selection
+        methods = {"cycle": self.plots.seasonal_cycle, "scatter": self.plots.scatter,
+                   "taylor": self.plots.taylor}
+        for name, figure in self.diagram_figures.items():
+            figure.show(methods[name](s.site, s.variable, s.scenario, list(s.models)))
 
     def _on_selection(self, *events: param.parameterized.Event) -> None:
         """Update every plot that depends on the changed selection, as one document change.
 
-        Each HoloViews plot update ends with Bokeh re-walking the whole document's model graph
-        (~50 ms for this page) and is sent as its own message, which the browser lays out and
-        paints separately. Holding the document with the model graph frozen while all streams
-        fire makes it one walk, one message and one paint. The site card and colour key change
-        in the same message.
+        Holding the document with the model graph frozen while every figure gets its new data
+        makes it one walk of the model graph, one message and one paint. The site card and
+        colour key change in the same message.
         """
         s = self.selection
         names = {e.name for e in events}
-        updates: list[tuple[hv.streams.Stream, dict]] = []
         site_changed = bool(names & {"site", "scenario", "models"})
-        if site_changed:
-            updates.append((self._site_stream, {"site": s.site, "scenario": s.scenario,
-                                                "models": list(s.models)}))
-        if "variable" in names:
-            updates.append((self._variable_stream, {"variable": s.variable}))
         unobserved = self._unobserved(s.variable)
         if unobserved and self._unobserved_pane is None and self._page is not None:
             self._page.insert(2, self._unobserved_timeseries())
-        elif unobserved and (site_changed or "variable" in names):
-            updates.append((self._unobserved_stream, {"variable": unobserved}))
-        if names & {"metric", "variable", "scenario", "stage", "models"}:
-            updates.append((self._map_stream, {
-                "metric": s.metric, "variable": s.variable, "scenario": s.scenario,
-                "stage": s.stage, "models": list(s.models)}))
         with pn.io.hold(freeze=True):
             if self._unobserved_pane is not None:
                 self._unobserved_pane.visible = bool(unobserved)
+                if unobserved and (site_changed or "variable" in names):
+                    self._draw_series(self.unobserved_figure, unobserved)
             if site_changed:
                 self.card.update(s.site, s.scenario, s.models)
-            for stream, values in updates:
-                stream.event(**values)
+                self._site_stream.event(site=s.site, scenario=s.scenario,
+                                        models=list(s.models))
+                for variable, figure in self.series_figures.items():
+                    self._draw_series(figure, variable)
+            if site_changed or "variable" in names:
+                self._draw_diagrams()
+            if names & {"metric", "variable", "scenario", "stage", "models"}:
+                self._map_stream.event(metric=s.metric, variable=s.variable,
+                                       scenario=s.scenario, stage=s.stage,
+                                       models=list(s.models))
 
     def _on_window(self, event: param.parameterized.Event) -> None:
         with pn.io.hold(freeze=True):
-            self._window_stream.event(window=event.new)
+            for variable, figure in self.series_figures.items():
+                self._draw_series(figure, variable)
+            if self.unobserved_figure is not None and self._unobserved_pane.visible:
+                self._draw_series(self.unobserved_figure, self.selection.variable)
 
-    def _unobserved_timeseries(self) -> pn.pane.HoloViews:
+    # -- parts of the page -----------------------------------------------------------------
+    def _unobserved_timeseries(self) -> pn.pane.Bokeh:
         """The time series pane of the selected variable without observations."""
-        self._unobserved_stream.event(variable=self.selection.variable)
-        dmap = hv.DynamicMap(
-            lambda site, scenario, models, variable, window: self.plots.timeseries(
-                site, variable, scenario, models, window),
-            streams=[self._site_stream, self._unobserved_stream, self._window_stream])
-        self._unobserved_pane = pn.pane.HoloViews(dmap, sizing_mode="stretch_width")
+        self.unobserved_figure = timeseries_figure(self.look, "value", self.time_range)
+        self._draw_series(self.unobserved_figure, self.selection.variable)
+        self._unobserved_pane = pn.pane.Bokeh(self.unobserved_figure.figure,
+                                              sizing_mode="stretch_width")
         return self._unobserved_pane
+
+    def _timeseries(self, variable: str) -> pn.pane.Bokeh:
+        """The time series pane of an observed flux."""
+        figure = timeseries_figure(self.look, variable, self.time_range)
+        self.series_figures[variable] = figure
+        self._draw_series(figure, variable)
+        return pn.pane.Bokeh(figure.figure, sizing_mode="stretch_width")
 
     def _diagrams(self) -> pn.viewable.Viewable:
         """Seasonal cycle, scatter and Taylor diagram: one row, or two in presentation mode.
 
         Three side by side are too narrow to read from the back of a room.
         """
-        plots = self.plots
-        cycle, scatter = (pn.pane.HoloViews(self._dynamic(m), sizing_mode="stretch_width")
-                          for m in (plots.seasonal_cycle, plots.scatter))
-        taylor = pn.pane.HoloViews(self._dynamic(plots.taylor))
+        self.diagram_figures = {"cycle": seasonal_figure(self.look),
+                                "scatter": scatter_figure(self.look),
+                                "taylor": taylor_figure(self.look)}
+        self._draw_diagrams()
+        cycle, scatter = (pn.pane.Bokeh(self.diagram_figures[name].figure,
+                                        sizing_mode="stretch_width")
+                          for name in ("cycle", "scatter"))
+        taylor = pn.pane.Bokeh(self.diagram_figures["taylor"].figure, sizing_mode="fixed")
         if self.look.presentation:
             return pn.Column(pn.Row(cycle, scatter, sizing_mode="stretch_width"), taylor,
                              sizing_mode="stretch_width")
@@ -135,33 +166,9 @@ class SitesView(pn.viewable.Viewer):
         """``variable`` if it has no flux-tower observations, else ``""``."""
         return "" if variable in SITE_VARIABLES else variable
 
-    def _dynamic(self, method, *, variable: str | None = None) -> hv.DynamicMap:
-        """A DynamicMap of ``method(site, variable, scenario, models)`` following the selection.
-
-        With ``variable`` given the plot keeps that variable; otherwise it follows the
-        selected one.
-        """
-        if variable is not None:  # a time series: it also follows the time window
-            return hv.DynamicMap(
-                lambda site, scenario, models, window: method(site, variable, scenario, models,
-                                                              window),
-                streams=[self._site_stream, self._window_stream])
-        return hv.DynamicMap(
-            lambda site, scenario, models, variable: method(site, variable, scenario, models),
-            streams=[self._site_stream, self._variable_stream])
-
     def __panel__(self) -> pn.viewable.Viewable:
         s = self.selection
         self.card.update(s.site, s.scenario, s.models)
-
-        def plot(method, sizing_mode="stretch_width", **kwargs):
-            # A DynamicMap of a fixed-structure overlay with per-frame ranges: a new selection
-            # patches the data of the existing Bokeh plot instead of replacing the plot. The
-            # pane's sizing matches the plot's, or every update re-sends it and re-lays out the
-            # whole page.
-            return pn.pane.HoloViews(self._dynamic(method, **kwargs), sizing_mode=sizing_mode)
-
-        plots = self.plots
         page = pn.Column(
             pn.Row(pn.Column(self.map, sizing_mode="stretch_width"), self.card.card,
                    sizing_mode="stretch_width"),
@@ -171,10 +178,14 @@ class SitesView(pn.viewable.Viewer):
         # The selected variable's time series first: it answers "did calibration help here?".
         order = [s.variable] + [v for v in SITE_VARIABLES if v != s.variable]
         first = [self._unobserved_timeseries] if self._unobserved(s.variable) else []
-        fill_progressively(page, [
-            *first,
-            *[partial(plot, plots.timeseries, variable=v) for v in order
-              if v in SITE_VARIABLES],
-            self._diagrams,
-        ])
+        steps: list[Callable[[], pn.viewable.Viewable]] = [
+            *first, *[_bind(self._timeseries, v) for v in order if v in SITE_VARIABLES],
+            self._diagrams]
+        fill_progressively(page, steps)
         return page
+
+
+def _bind(method: Callable[[str], pn.viewable.Viewable], variable: str
+          ) -> Callable[[], pn.viewable.Viewable]:
+    """``method`` with its variable bound (a step of the page's progressive fill)."""
+    return lambda: method(variable)
