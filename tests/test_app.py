@@ -128,12 +128,17 @@ def test_map_marks_cal_and_val_and_tap_selects_site(service):
     selection = Selection(site=CAL_SITE)
     view = SitesView(selection=selection, service=service)
     points = view.map.site_points("misfit_reduction", "NEE", 1, "Posterior", [])
-    frame = points.dframe()
+    frame = points.frame
     assert len(frame) == 31  # every Phase 1b site
     assert set(frame["role"]) == {"Cal", "Val"}
     index = int(np.flatnonzero(frame["site"].to_numpy() == VAL_SITE)[0])
-    view.map._tap.event(index=[index])
+    pn.panel(view).get_root(Document(), comm=Comm())
+    # A click on a marker arrives as the map source's selected indices.
+    assert view.map.source.data["marker"][index] == "triangle"  # a validation site
+    view.map.source.selected.indices = [index]
     assert selection.site == VAL_SITE
+    assert view.map.source.selected.indices == []  # ready for the next click
+    np.testing.assert_allclose(view.map.ring.data["lon"], frame["lon"].iloc[[index]])
 
 
 def test_map_colour_metric_changes_values(service):
@@ -488,7 +493,7 @@ def test_a_variable_without_observations_is_drawn_in_community_units(service):
     assert "needs observations" in view.plots.taylor(CAL_SITE, "gpp", 1, []).title
     # The map falls back to the spread across models, and says so.
     points = view.map.site_points("misfit_reduction", "gpp", 1, "Posterior", [])
-    assert "no observations" in points.opts.get().kwargs["clabel"]
+    assert "not observed" in points.label and points.metric == "spread_reduction"
 
 
 def test_map_colour_bar_is_titled_after_the_chosen_metric(service):
@@ -505,7 +510,7 @@ def test_map_colour_bar_is_titled_after_the_chosen_metric(service):
     selection.metric = "chi2"  # HoloViews alone kept the first metric's title
     assert bar_titles() == ["χ²"]
     selection.variable = "lai"
-    assert bar_titles() == ["Spread reduction (lai has no observations to score)"]
+    assert bar_titles() == ["Spread reduction (lai not observed)"]
 
 
 def test_time_series_open_on_the_last_two_years_and_can_show_the_whole_record(service,

@@ -28,7 +28,7 @@ class SiteCard(pn.viewable.Viewer):
                                           height=int(260 * self.look.fontscale),
                                           styles={"overflow-y": "auto"})
         self.key = pn.widgets.StaticText(
-            value="", sizing_mode="stretch_width", height=60,
+            value="", sizing_mode="stretch_width", height=int(60 * self.look.fontscale),
             stylesheets=[".key{white-space:nowrap;margin-right:1em}"])
 
     def update(self, site: str, scenario: int, models: list[str]) -> None:

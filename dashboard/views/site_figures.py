@@ -22,16 +22,28 @@ from bokeh.models import (
     CompositeTicker,
     DatetimeTickFormatter,
     DaysTicker,
+    GlyphRenderer,
     HoverTool,
     LinearColorMapper,
     MonthsTicker,
+    MultiLine,
+    Patches,
     Range1d,
+    Scatter,
+    Segment,
+    Text,
     YearsTicker,
 )
 from bokeh.plotting import figure
 
 from dashboard.views.site_plots import Plot
 from dashboard.views.style import Look
+
+
+def field(name: str, transform=None) -> dict:
+    """A data-driven property: the column ``name`` (through a colour ``transform``)."""
+    return {"field": name, "transform": transform} if transform is not None else {"field": name}
+
 
 #: Glyph groups a figure can draw.
 PARTS = ("bands", "lines", "points", "segments", "markers", "texts")
@@ -54,6 +66,11 @@ def calendar_ticker() -> CompositeTicker:
         MonthsTicker(months=[0, 6]), YearsTicker(desired_num_ticks=8)])
 
 
+def new_time_axis() -> tuple[CompositeTicker, DatetimeTickFormatter]:
+    """A calendar ticker and a date formatter for a time axis (share them within a document)."""
+    return calendar_ticker(), DatetimeTickFormatter(months="%b %Y", years="%Y")
+
+
 class PlotFigure:
     """One Bokeh figure showing a :class:`Plot`; :meth:`show` replaces what it shows.
 
@@ -68,6 +85,9 @@ class PlotFigure:
         A datetime x axis with calendar ticks; time in epoch milliseconds.
     x_range : Range1d, optional
         A range shared with other figures (the site's time series pan and zoom together).
+    time_axis_models : tuple, optional
+        ``(ticker, formatter)`` of the time axis, shared by the figures of one document (a
+        new pair otherwise): the calendar ticker alone is nine models.
     point_tooltips : list, optional
         Hover tooltips of the ``points`` (observations); ``None`` for no hover.
     marker_tooltips : list of (str, str, str), optional
@@ -79,7 +99,8 @@ class PlotFigure:
     """
 
     def __init__(self, look: Look, parts: Sequence[str], *, time_axis: bool = False,
-                 x_range: Range1d | None = None, point_tooltips: list | None = None,
+                 x_range: Range1d | None = None, time_axis_models: tuple | None = None,
+                 point_tooltips: list | None = None,
                  marker_tooltips: list | None = None, **figure_options) -> None:
         self.look = look
         self.parts = tuple(parts)
@@ -106,54 +127,62 @@ class PlotFigure:
         for grid in (fig.xgrid[0], fig.ygrid[0]):
             grid.grid_line_color = "#3a3f47" if look.theme == "dark" else "#e5e5e5"
         if time_axis:
-            fig.xaxis[0].formatter = DatetimeTickFormatter(months="%b %Y", years="%Y")
-            fig.xaxis[0].ticker = calendar_ticker()
+            ticker, formatter = time_axis_models or new_time_axis()
+            fig.xaxis[0].update(ticker=ticker, formatter=formatter)
         self.figure = fig
         self.mapper = LinearColorMapper(palette=["#000000"], low=-0.5, high=0.5)
         self.sources: dict[str, ColumnDataSource] = {}
         if "bands" in self.parts:
-            source = self._source("bands", xs=[], ys=[], label=[], colour=[], alpha=[])
-            fig.patches("xs", "ys", source=source, fill_color="colour", fill_alpha="alpha",
-                        line_alpha=0)
+            self._add("bands", Patches(xs="xs", ys="ys", fill_color=field("colour"),
+                                       fill_alpha=field("alpha"), line_alpha=0),
+                      xs=[], ys=[], label=[], colour=[], alpha=[])
         if "lines" in self.parts:
-            source = self._source("lines", xs=[], ys=[], label=[], colour=[], dash=[],
-                                  width=[], alpha=[])
-            fig.multi_line("xs", "ys", source=source, line_color="colour", line_dash="dash",
-                           line_width="width", line_alpha="alpha")
+            self._add("lines", MultiLine(xs="xs", ys="ys", line_color=field("colour"),
+                                         line_dash=field("dash"), line_width=field("width"),
+                                         line_alpha=field("alpha")),
+                      xs=[], ys=[], label=[], colour=[], dash=[], width=[], alpha=[])
         if "segments" in self.parts:
-            source = self._source("segments", x0=[], y0=[], x1=[], y1=[], code=[])
-            fig.segment("x0", "y0", "x1", "y1", source=source,
-                        line_color={"field": "code", "transform": self.mapper},
-                        line_width=look.line_width)
+            self._add("segments", Segment(x0="x0", y0="y0", x1="x1", y1="y1",
+                                          line_color=field("code", self.mapper),
+                                          line_width=look.line_width),
+                      x0=[], y0=[], x1=[], y1=[], code=[])
         if "points" in self.parts:
-            source = self._source("points", x=[], y=[])
-            renderer = fig.scatter("x", "y", source=source, color=look.obs_colour,
-                                   marker="star" if not time_axis else "circle",
-                                   size=(3 if time_axis else 14) * scale)
+            renderer = self._add("points", Scatter(
+                x="x", y="y", marker="circle" if time_axis else "star",
+                size=(3 if time_axis else 14) * scale, fill_color=look.obs_colour,
+                line_color=look.obs_colour), x=[], y=[])
             if point_tooltips:
                 fig.add_tools(HoverTool(renderers=[renderer], tooltips=point_tooltips,
                                         formatters={"@x": "datetime"}))
         if "markers" in self.parts:
             self._marker_columns = ["x", "y", "code", "fill_alpha", "line_alpha"] + [
                 column for column, _, _ in marker_tooltips or []]
-            source = self._source("markers", **{name: [] for name in self._marker_columns})
-            colour = {"field": "code", "transform": self.mapper}
-            renderer = fig.scatter("x", "y", source=source, line_color=colour,
-                                   fill_color=colour, fill_alpha="fill_alpha",
-                                   line_alpha="line_alpha", line_width=2 if marker_tooltips
-                                   else 1, size=(10 if marker_tooltips else 3) * scale)
+            colour = field("code", self.mapper)
+            renderer = self._add("markers", Scatter(
+                x="x", y="y", line_color=colour, fill_color=colour,
+                fill_alpha=field("fill_alpha"), line_alpha=field("line_alpha"),
+                line_width=2 if marker_tooltips else 1,
+                size=(10 if marker_tooltips else 3) * scale),
+                **{name: [] for name in self._marker_columns})
             if marker_tooltips:
                 fig.add_tools(HoverTool(renderers=[renderer], tooltips=[
                     (label, f"@{{{column}}}{fmt}") for column, label, fmt in marker_tooltips]))
         if "texts" in self.parts:
-            source = self._source("texts", x=[], y=[], text=[])
-            fig.text("x", "y", "text", source=source, text_color="#888888",
-                     text_font_size=f"{round(8 * scale)}pt")
+            self._add("texts", Text(x="x", y="y", text="text", text_color="#888888",
+                                    text_font_size=f"{round(8 * scale)}pt"),
+                      x=[], y=[], text=[])
 
-    def _source(self, part: str, **columns: list) -> ColumnDataSource:
+    def _add(self, part: str, glyph, **columns: list) -> GlyphRenderer:
+        """Draw ``glyph`` from a new source of ``columns`` (named ``part``).
+
+        A bare GlyphRenderer: ``figure.scatter`` and friends add a selection and a muted copy
+        of every glyph, models these figures never use and a session would build and send.
+        """
         source = ColumnDataSource(data=columns)
         self.sources[part] = source
-        return source
+        renderer = GlyphRenderer(data_source=source, glyph=glyph)
+        self.figure.renderers.append(renderer)
+        return renderer
 
     def show(self, plot: Plot) -> None:
         """Draw ``plot`` in this figure: new data, texts and ranges on the same models."""
@@ -216,10 +245,11 @@ def _marker_data(plot: Plot, columns: list[str]) -> dict[str, np.ndarray]:
             for name, parts in data.items()}
 
 
-def timeseries_figure(look: Look, variable: str, x_range: Range1d | None = None
-                      ) -> PlotFigure:
+def timeseries_figure(look: Look, variable: str, x_range: Range1d | None = None,
+                      time_axis_models: tuple | None = None) -> PlotFigure:
     """A site's time series: bands, model lines and observed days (hover: date and value)."""
     return PlotFigure(look, ("bands", "lines", "points"), time_axis=True, x_range=x_range,
+                      time_axis_models=time_axis_models,
                       point_tooltips=[("date", "@x{%F}"), (variable, "@y")],
                       height=230, sizing_mode="stretch_width")
 

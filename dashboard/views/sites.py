@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import holoviews as hv
 import panel as pn
 import param
 from bokeh.models import Range1d
@@ -24,6 +23,7 @@ from dashboard.views.loading import fill_progressively
 from dashboard.views.site_card import SiteCard
 from dashboard.views.site_figures import (
     PlotFigure,
+    new_time_axis,
     scatter_figure,
     seasonal_figure,
     taylor_figure,
@@ -33,12 +33,8 @@ from dashboard.views.site_map import SiteMap
 from dashboard.views.site_plots import SitePlots
 from dashboard.views.style import ACTIVE_BUTTON_CSS, Look
 
-_SiteStream = hv.streams.Stream.define("SiteSelection", site="", scenario=1, models=[])
-
 #: Time windows the time series open on (label → :meth:`SitePlots.timeseries` window).
 WINDOWS = {"Last 2 years": "recent", "Whole record": "all"}
-_MapStream = hv.streams.Stream.define("MapSelection", metric="misfit_reduction", variable="NEE",
-                                      scenario=1, stage="Posterior", models=[])
 
 
 class SitesView(pn.viewable.Viewer):
@@ -54,17 +50,14 @@ class SitesView(pn.viewable.Viewer):
         self.window = pn.widgets.RadioButtonGroup(options=WINDOWS, value="recent",
                                                   stylesheets=[ACTIVE_BUTTON_CSS])
         self.window.param.watch(self._on_window, "value")
-        self._map_stream = _MapStream(metric=s.metric, variable=s.variable, scenario=s.scenario,
-                                      stage=s.stage, models=list(s.models))
-        self._site_stream = _SiteStream(site=s.site, scenario=s.scenario, models=list(s.models))
         s.param.watch(self._on_selection, ["site", "variable", "scenario", "models", "stage",
                                            "metric"])
-        self.map = SiteMap(selection=s, service=self.service, look=self.look,
-                           map_stream=self._map_stream, site_stream=self._site_stream)
+        self.map = SiteMap(selection=s, service=self.service, look=self.look)
         self.card = SiteCard(service=self.service, look=self.look)
         self.plots = SitePlots(self.service, self.look)
         #: The time axis every time series shares.
         self.time_range = Range1d(0, 1)
+        self._time_axis = new_time_axis()
         #: Time series figures by variable (the observed fluxes), built as the page fills in.
         self.series_figures: dict[str, PlotFigure] = {}
         #: The time series of a selected variable without observations (gpp, lai, …), shown
@@ -109,16 +102,13 @@ class SitesView(pn.viewable.Viewer):
                     self._draw_series(self.unobserved_figure, unobserved)
             if site_changed:
                 self.card.update(s.site, s.scenario, s.models)
-                self._site_stream.event(site=s.site, scenario=s.scenario,
-                                        models=list(s.models))
+                self.map.mark(s.site)
                 for variable, figure in self.series_figures.items():
                     self._draw_series(figure, variable)
             if site_changed or "variable" in names:
                 self._draw_diagrams()
             if names & {"metric", "variable", "scenario", "stage", "models"}:
-                self._map_stream.event(metric=s.metric, variable=s.variable,
-                                       scenario=s.scenario, stage=s.stage,
-                                       models=list(s.models))
+                self.map.show(s.metric, s.variable, s.scenario, s.stage, list(s.models))
 
     def _on_window(self, event: param.parameterized.Event) -> None:
         with pn.io.hold(freeze=True):
@@ -130,7 +120,8 @@ class SitesView(pn.viewable.Viewer):
     # -- parts of the page -----------------------------------------------------------------
     def _unobserved_timeseries(self) -> pn.pane.Bokeh:
         """The time series pane of the selected variable without observations."""
-        self.unobserved_figure = timeseries_figure(self.look, "value", self.time_range)
+        self.unobserved_figure = timeseries_figure(self.look, "value", self.time_range,
+                                                   self._time_axis)
         self._draw_series(self.unobserved_figure, self.selection.variable)
         self._unobserved_pane = pn.pane.Bokeh(self.unobserved_figure.figure,
                                               sizing_mode="stretch_width")
@@ -138,7 +129,7 @@ class SitesView(pn.viewable.Viewer):
 
     def _timeseries(self, variable: str) -> pn.pane.Bokeh:
         """The time series pane of an observed flux."""
-        figure = timeseries_figure(self.look, variable, self.time_range)
+        figure = timeseries_figure(self.look, variable, self.time_range, self._time_axis)
         self.series_figures[variable] = figure
         self._draw_series(figure, variable)
         return pn.pane.Bokeh(figure.figure, sizing_mode="stretch_width")
