@@ -238,6 +238,32 @@ def test_selection_updates_the_rendered_plots_in_place(service):
     assert f"{VAL_SITE} NEE" in after  # the time series keep their variables
 
 
+def test_a_selection_change_replaces_data_not_models(service, monkeypatch):
+    from panel.io.state import set_curdoc
+
+    # A switch sends new data on the existing models: no model is created or dropped, so
+    # Bokeh never re-walks the document's model graph (a full walk per switch cost 0.05-0.3 s).
+    selection = Selection(site=CAL_SITE)
+    view = SitesView(selection=selection, service=service)
+    doc = Document()
+    doc.add_root(pn.panel(view).get_root(doc, comm=Comm()))
+    before = {m.id for m in doc.models}
+    walks = []
+    monkeypatch.setattr(doc.models, "recompute", lambda: walks.append(1))
+    with set_curdoc(doc):  # as in a served session: the view holds this document
+        selection.site = VAL_SITE
+        selection.variable = "Qh"
+        selection.models = ["BETA-X.v2.1"]
+        selection.metric = "chi2"
+    assert walks == []
+    monkeypatch.undo()
+    doc.models.recompute()
+    assert {m.id for m in doc.models} == before
+    titles = {p.title.text for p in doc.models if getattr(p, "title", None) is not None
+              and hasattr(p.title, "text")}
+    assert any(t.startswith(f"{VAL_SITE} NEE") for t in titles)
+
+
 def test_overview_coverage_marks_broken_and_scorecard_click_opens_site(service):
     selection = Selection()
     view = OverviewView(selection=selection, service=service)

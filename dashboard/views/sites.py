@@ -85,9 +85,11 @@ class SitesView(pn.viewable.Viewer):
     def _on_selection(self, *events: param.parameterized.Event) -> None:
         """Update every plot that depends on the changed selection, as one document change.
 
-        Holding the document with the model graph frozen while every figure gets its new data
-        makes it one walk of the model graph, one message and one paint. The site card and
-        colour key change in the same message.
+        Every figure gets new data, texts and ranges on its existing models inside one held
+        document change: one websocket message and one paint. No model is added or replaced,
+        so the document's model graph need not be walked again (``freeze=True`` would walk
+        all of it at the end, 0.05–0.3 s a switch). The site card and colour key change in
+        the same message.
         """
         s = self.selection
         names = {e.name for e in events}
@@ -95,7 +97,7 @@ class SitesView(pn.viewable.Viewer):
         unobserved = self._unobserved(s.variable)
         if unobserved and self._unobserved_pane is None and self._page is not None:
             self._page.insert(2, self._unobserved_timeseries())
-        with pn.io.hold(freeze=True):
+        with pn.io.hold():
             if self._unobserved_pane is not None:
                 self._unobserved_pane.visible = bool(unobserved)
                 if unobserved and (site_changed or "variable" in names):
@@ -111,7 +113,7 @@ class SitesView(pn.viewable.Viewer):
                 self.map.show(s.metric, s.variable, s.scenario, s.stage, list(s.models))
 
     def _on_window(self, event: param.parameterized.Event) -> None:
-        with pn.io.hold(freeze=True):
+        with pn.io.hold():
             for variable, figure in self.series_figures.items():
                 self._draw_series(figure, variable)
             if self.unobserved_figure is not None and self._unobserved_pane.visible:
