@@ -34,6 +34,21 @@ def _built(factory: Callable[[], pn.viewable.Viewable]) -> pn.viewable.Viewable:
                              "why.", alert_type="danger", sizing_mode="stretch_width")
 
 
+def built_together(factories: list[Callable[[], pn.viewable.Viewable]]
+                   ) -> Callable[[], pn.viewable.Viewable]:
+    """One step that builds several parts into a Column (each part failing on its own).
+
+    Every step of :func:`fill_progressively` costs the server a walk of the whole document's
+    model graph and the browser a layout: parts that need not come first are cheaper added
+    together.
+    """
+    def build() -> pn.viewable.Viewable:
+        return pn.Column(*(_built(factory) for factory in factories),
+                         sizing_mode="stretch_width")
+
+    return build
+
+
 def in_server_session() -> bool:
     """Whether a server builds this for a browser session (not a test rendering models)."""
     document = pn.state.curdoc

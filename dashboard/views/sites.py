@@ -19,7 +19,7 @@ from bokeh.models import Range1d
 
 from dashboard.service import DataService
 from dashboard.state import SITE_VARIABLES, Selection
-from dashboard.views.loading import fill_progressively
+from dashboard.views.loading import built_together, fill_progressively
 from dashboard.views.site_card import SiteCard
 from dashboard.views.site_figures import (
     PlotFigure,
@@ -168,13 +168,16 @@ class SitesView(pn.viewable.Viewer):
             pn.Row(self.card.key, self.window, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
         self._page = page
-        # The selected variable's time series first: it answers "did calibration help here?".
-        order = [s.variable] + [v for v in SITE_VARIABLES if v != s.variable]
-        first = [self._unobserved_timeseries] if self._unobserved(s.variable) else []
-        steps: list[Callable[[], pn.viewable.Viewable]] = [
-            *first, *[_bind(self._timeseries, v) for v in order if v in SITE_VARIABLES],
-            self._diagrams]
-        fill_progressively(page, steps)
+        # The selected variable's time series first: it answers "did calibration help here?";
+        # then everything else in one step (each step re-walks the document's models).
+        observed = [v for v in [s.variable, *SITE_VARIABLES] if v in SITE_VARIABLES]
+        observed = list(dict.fromkeys(observed))
+        if self._unobserved(s.variable):
+            first: Callable[[], pn.viewable.Viewable] = self._unobserved_timeseries
+        else:
+            first, observed = _bind(self._timeseries, observed[0]), observed[1:]
+        fill_progressively(page, [first, built_together(
+            [*(_bind(self._timeseries, v) for v in observed), self._diagrams])])
         return page
 
 
