@@ -13,6 +13,9 @@ from __future__ import annotations
 import html
 import io
 import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import panel as pn
 import param
@@ -34,6 +37,22 @@ from dashboard.views.site_plots import SitePlots
 from dashboard.views.style import ALERT_COLOURS, Look, alert_html
 
 log = logging.getLogger(__name__)
+
+#: Threads that check uploads off the event loop (shared by the sessions of a worker; the
+#: NetCDF reads inside take the project's read lock, so more threads would only queue there).
+CHECK_THREADS = 2
+_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def check_executor() -> ThreadPoolExecutor:
+    """The worker's pool of check threads (created on first use, after any fork)."""
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            _EXECUTOR = ThreadPoolExecutor(max_workers=CHECK_THREADS,
+                                           thread_name_prefix="callmip-check")
+        return _EXECUTOR
 
 INTRO = """
 ### Check my files
@@ -213,6 +232,11 @@ class CheckView(pn.viewable.Viewer):
         self.dropper.param.watch(self._on_upload, "value")
         self.dropper.param.watch(self._on_refused, "refused")
         self.messages = pn.Column(sizing_mode="stretch_width")
+        #: "Checking …" while files are checked in the background (hidden otherwise).
+        self.busy = pn.pane.HTML("", sizing_mode="stretch_width", visible=False,
+                                 css_classes=["check-busy"])
+        self._pending: list[str] = []
+        self._check_lock = threading.Lock()  # one check of this session's files at a time
         self.reports = pn.Column(sizing_mode="stretch_width")
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width")
         self.clear_button = pn.widgets.Button(label="Remove my files",
@@ -265,10 +289,17 @@ class CheckView(pn.viewable.Viewer):
         # The bytes go to the session folder: the widget keeps no copy (and a file dropped
         # again under the same name, once corrected, is checked again).
         self.dropper.param.update(value={}, mime_type={})
-        self.add_files(files)
+        doc = pn.state.curdoc
+        if in_server_session() and doc is not None and doc.session_context is not None:
+            self.check_in_background(files, doc)
+        else:
+            self.add_files(files)
 
     def add_files(self, files: dict[str, bytes]) -> list[CheckedFile]:
         """Store, check and describe uploaded files; show their reports and plots.
+
+        Runs the checks in the calling thread (tests, scripts); the page checks in the
+        background instead (:meth:`check_in_background`).
 
         Parameters
         ----------
@@ -280,23 +311,103 @@ class CheckView(pn.viewable.Viewer):
         list of CheckedFile
             The files checked now (a zip gives one per member).
         """
+        new, messages = self.check_files(files)
+        self.show_checked(new, messages)
+        return new
+
+    def check_files(self, files: dict[str, bytes]) -> tuple[list[CheckedFile], list[str]]:
+        """Store and check uploaded files (no Panel object touched: safe in a worker thread).
+
+        Returns
+        -------
+        tuple
+            The files checked (a zip gives one per member) and messages about refused or
+            failed files.
+        """
         new: list[CheckedFile] = []
-        messages = []
-        for name, data in files.items():
-            result = self.uploads.add(name, data or b"")
-            messages += result.refused
-            for stored in result.files:
+        messages: list[str] = []
+        with self._check_lock:  # one upload of this session at a time (its folder, its budget)
+            for name, data in files.items():
+                result = self.uploads.add(name, data or b"")
+                messages += result.refused
+                for stored in result.files:
+                    try:  # NetCDF reads inside take the project's read lock
+                        new.append(check_stored(stored, self.service))
+                    except Exception:  # never a traceback in the browser
+                        log.exception("checking an uploaded file failed")
+                        messages.append(f"{stored.name}: the check failed; the server log "
+                                        "says why")
+        return new, messages
+
+    def check_in_background(self, files: dict[str, bytes], doc,
+                            on_done: Callable[[], None] | None = None) -> Future:
+        """Check ``files`` in a worker thread; show the results on the session's event loop.
+
+        The page says "Checking …" at once; the other sessions of the worker (and this one's
+        other widgets) keep being served while the files are read. The results are applied by
+        a next-tick callback of ``doc``, the one Bokeh call that is safe from another thread.
+
+        Parameters
+        ----------
+        files : dict
+            Upload name (untrusted) → content.
+        doc : bokeh.document.Document
+            The session's document.
+        on_done : callable, optional
+            Called on the event loop after the results are shown (tests).
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Of :meth:`check_files`.
+        """
+        names = [safe_name(n) for n in files]
+        self._pending += names
+        self._show_busy()
+        future = check_executor().submit(self.check_files, files)
+
+        def apply() -> None:
+            from panel.io.state import set_curdoc
+
+            with set_curdoc(doc):
+                for name in names:
+                    if name in self._pending:
+                        self._pending.remove(name)
                 try:
-                    new.append(check_stored(stored, self.service))
-                except Exception:  # never a traceback in the browser
-                    log.exception("checking an uploaded file failed")
-                    messages.append(f"{stored.name}: the check failed; the server log says why")
+                    new, messages = future.result()
+                except Exception:  # check_files catches per file; this is a bug
+                    log.exception("checking uploaded files failed")
+                    new, messages = [], ["The check failed; the server log says why."]
+                self._show_busy()
+                self.show_checked(new, messages)
+                if on_done is not None:
+                    on_done()
+
+        def finished(_future: Future) -> None:  # in the worker thread
+            try:
+                doc.add_next_tick_callback(apply)
+            except Exception:  # the session has gone: nothing to show
+                log.debug("upload checked after its session ended", exc_info=True)
+
+        future.add_done_callback(finished)
+        return future
+
+    def _show_busy(self) -> None:
+        pending = self._pending
+        if pending:
+            shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more"
+                                              if len(pending) > 5 else "")
+            self.busy.object = alert_html(f"Checking {len(pending)} upload(s): {shown} …",
+                                          "info")
+        self.busy.visible = bool(pending)
+
+    def show_checked(self, new: list[CheckedFile], messages: list[str]) -> None:
+        """Add checked files to the page: their reports, the summary and the comparison."""
         self.checked += new
         with pn.io.hold():
             self.messages.extend(pn.pane.HTML(alert_html(m, "danger"),
                                               sizing_mode="stretch_width") for m in messages)
             self._refresh()
-        return new
 
     def _refresh(self) -> None:
         self.reports.objects = [pn.pane.HTML(report_html(c), sizing_mode="stretch_width")
@@ -369,7 +480,7 @@ class CheckView(pn.viewable.Viewer):
             "safely (folders inside are ignored).</small>")
         return pn.Column(
             pn.pane.Markdown(INTRO, sizing_mode="stretch_width"),
-            self.dropper, limits, self.messages, self.summary,
+            self.dropper, limits, self.busy, self.messages, self.summary,
             pn.Row(self.json_download, self.md_download, self.clear_button),
             self.reports,
             pn.pane.HTML("<h3>Against the observations and the community</h3>"),
