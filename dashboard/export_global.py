@@ -87,7 +87,7 @@ def global_pages(context: ExportContext, name: str = "global") -> list[StaticPag
         why = ("This archive has no global runs (files named <model>.<version>_global_…)."
                if not gq.global_runs(service) else
                "None of this archive's global runs can be read.")
-        context.messages.append(f"{name}: no global maps exported ({why})")
+        context.messages.append(f"{name}: no global maps exported ({why.rstrip('.')})")
         return [StaticPage(path="global.html", title="Global", group="Global", key=key,
                            build=lambda: _empty_page(why, broken))]
     pages = []
