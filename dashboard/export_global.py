@@ -229,6 +229,17 @@ def totals_element(context: ExportContext, variable: str, models: Sequence[str]
         shared_axes=False)), units
 
 
+def usable_models(context: ExportContext, variable: str) -> list[str]:
+    """Models with at least one run whose ``variable`` can be read."""
+    from dashboard import global_queries as gq
+
+    service = context.service
+    return [m for m in gq.global_models(service)
+            if any((run := gq.run_for(service, m, stage)) is not None
+                   and gq.run_field(service, run, variable) is not None
+                   for stage in ("Prior", "Posterior"))]
+
+
 def _native_step(context: ExportContext, variable: str) -> float | None:
     """The native grid step (degrees) of the first run holding ``variable``."""
     from dashboard import global_queries as gq
@@ -249,7 +260,8 @@ def global_page(context: ExportContext, variable: str, *, links: dict[str, str],
     from dashboard.export import _nav
     from dashboard.views.style import alert_html, escape, model_colour
 
-    models = gq.global_models(context.service)
+    every = gq.global_models(context.service)  # colours as in the live view
+    models = usable_models(context, variable)
     native = _native_step(context, variable)
     g = context.grid_deg
     grid = (f"maps block-averaged from the {native:g}° grid of the runs to {g:g}°"
@@ -275,16 +287,16 @@ def global_page(context: ExportContext, variable: str, *, links: dict[str, str],
         panes = [pn.pane.HoloViews(map_element(m, clim, variable), linked_axes=False)
                  for m in maps]
         parts.append(pn.GridBox(*panes, ncols=min(len(panes), 3)))
-    totals, _units = totals_element(context, variable, models)
+    totals, _units = totals_element(context, variable, every)
     key = "".join(
         f'<span style="margin-right:14px;white-space:nowrap"><span style="display:'
-        f'inline-block;width:22px;border-top:3px solid {model_colour(m, models)};'
+        f'inline-block;width:22px;border-top:3px solid {model_colour(m, every)};'
         f'vertical-align:middle"></span> {escape(m)}</span>' for m in models)
     parts += [
         pn.pane.HTML("<h3 style='margin:0.6em 0 0 0'>Zonal mean and global land total</h3>"
                      f"<small>{key} &nbsp; ┄ prior &nbsp; ━ posterior</small>",
                      sizing_mode="stretch_width"),
-        pn.Row(pn.pane.HoloViews(zonal_element(context, variable, models), linked_axes=False),
+        pn.Row(pn.pane.HoloViews(zonal_element(context, variable, every), linked_axes=False),
                pn.pane.HoloViews(totals, linked_axes=False, sizing_mode="stretch_width"),
                sizing_mode="stretch_width"),
     ]

@@ -135,6 +135,7 @@ def test_one_page_per_global_variable_with_maps_on_the_fixed_grid(site, service)
     gpp = _embedded(site / pages["gpp"])[1]
     assert "PgC yr" in gpp  # the land total of a carbon flux
     assert "Multi-model mean (2 models), Prior" in gpp
+    assert "2 models;" in gpp and "GAMMA" not in gpp.replace(f"not used: {BAD_RUN}", "")
 
 
 def test_an_exported_map_is_the_query_result_on_the_fixed_grid(site, service):
