@@ -359,12 +359,16 @@ class CheckView(pn.viewable.Viewer):
         Returns
         -------
         concurrent.futures.Future
-            Of :meth:`check_files`.
+            Of :meth:`check_files` and :meth:`prepare_comparison`.
         """
         names = [safe_name(n) for n in files]
         self._pending += names
         self._show_busy()
-        future = check_executor().submit(self.check_files, files)
+        def work() -> tuple[list[CheckedFile], list[str], SessionService | None]:
+            new, messages = self.check_files(files)
+            return new, messages, self.prepare_comparison(new)
+
+        future = check_executor().submit(work)
 
         def apply() -> None:
             from panel.io.state import set_curdoc
@@ -374,12 +378,13 @@ class CheckView(pn.viewable.Viewer):
                     if name in self._pending:
                         self._pending.remove(name)
                 try:
-                    new, messages = future.result()
+                    new, messages, prepared = future.result()
                 except Exception:  # check_files catches per file; this is a bug
                     log.exception("checking uploaded files failed")
-                    new, messages = [], ["The check failed; the server log says why."]
+                    new, messages, prepared = [], ["The check failed; the server log says "
+                                                   "why."], None
                 self._show_busy()
-                self.show_checked(new, messages)
+                self.show_checked(new, messages, prepared)
                 if on_done is not None:
                     on_done()
 
@@ -401,15 +406,40 @@ class CheckView(pn.viewable.Viewer):
                                           "info")
         self.busy.visible = bool(pending)
 
-    def show_checked(self, new: list[CheckedFile], messages: list[str]) -> None:
-        """Add checked files to the page: their reports, the summary and the comparison."""
+    def show_checked(self, new: list[CheckedFile], messages: list[str],
+                     prepared: SessionService | None = None) -> None:
+        """Add checked files to the page: their reports, the summary and the comparison.
+
+        ``prepared`` (from :meth:`prepare_comparison`) is used when it holds exactly the
+        session's runs, so the series it has read are not read again on the event loop.
+        """
         self.checked += new
         with pn.io.hold():
             self.messages.extend(pn.pane.HTML(alert_html(m, "danger"),
                                               sizing_mode="stretch_width") for m in messages)
-            self._refresh()
+            self._refresh(prepared)
 
-    def _refresh(self) -> None:
+    def prepare_comparison(self, new: list[CheckedFile]) -> SessionService | None:
+        """Open the session's runs and read the series the comparison shows first.
+
+        Runs in the check thread, after :meth:`check_files` (the reads take the project's read
+        lock); what the page then draws on the event loop is the table and the plots.
+        """
+        runs = uploaded_runs([*self.checked, *new])
+        if not runs:
+            return None
+        proxy = SessionService(self.service, runs)
+        sites = sorted({r.site for r in runs})
+        site = self.site.value if self.site.value in sites else sites[0]
+        scenario = min((r.scenario for r in runs if r.site == site and r.stage != "Prior"),
+                       default=1)
+        try:
+            proxy.site_series(site, self.variable.value, scenario)
+        except Exception:  # drawn (or reported) on the event loop as before
+            log.exception("reading the uploaded series failed")
+        return proxy
+
+    def _refresh(self, prepared: SessionService | None = None) -> None:
         self.reports.objects = [pn.pane.HTML(report_html(c), sizing_mode="stretch_width")
                                 for c in self.checked]
         n_fail = sum(not c.report.ok for c in self.checked)
@@ -421,7 +451,10 @@ class CheckView(pn.viewable.Viewer):
         for widget in (self.json_download, self.md_download, self.clear_button):
             widget.disabled = not n
         runs = uploaded_runs(self.checked)
-        self._session_service = SessionService(self.service, runs) if runs else None
+        if prepared is not None and prepared.runs == runs:  # series read in the worker thread
+            self._session_service = prepared
+        else:
+            self._session_service = SessionService(self.service, runs) if runs else None
         sites = sorted({r.site for r in runs})
         self.site.options = sites
         if sites and self.site.value not in sites:
