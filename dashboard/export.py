@@ -17,7 +17,9 @@ with special needs provides its own pages through a hook, looked up in this orde
    class (the view module owns its static form: per-site pages, maps pre-aggregated to
    :attr:`ExportContext.grid_deg` with :meth:`ExportContext.to_fixed_grid`, …);
 2. a built-in hook of this module (:data:`BUILTIN_HOOKS`): one page per variable for the
-   Overview, one page per site for Sites, none for the upload page;
+   Overview, one page per site for Sites, one page per global variable for Global (maps
+   pre-aggregated to the fixed grid, :mod:`dashboard.export_global`), none for the upload
+   page;
 3. the default single page.
 
 Determinism: Bokeh numbers its models from a process-wide counter and names documents and
@@ -381,11 +383,13 @@ def skip_pages(reason: str) -> Callable[[ExportContext, str], list[StaticPage]]:
 
 
 def global_pages(context: ExportContext, name: str) -> list[StaticPage]:
-    """The Global view without its own hook: its default page, with a note in the log."""
-    context.messages.append(
-        "global: the view has no static_pages hook; exported as it first draws, its maps "
-        f"not pre-aggregated by the exporter (a hook can use to_fixed_grid, {context.grid_deg}°)")
-    return default_pages(context, name)
+    """The Global view: one page per global variable, maps on the fixed grid.
+
+    See :mod:`dashboard.export_global` (imported here: it builds on this module).
+    """
+    from dashboard.export_global import global_pages as pages
+
+    return pages(context, name)
 
 
 #: Hooks for views whose module does not provide ``static_pages`` itself.

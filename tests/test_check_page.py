@@ -476,3 +476,22 @@ def test_any_name_through_the_page_stays_inside_and_is_escaped(service, name):
         assert "<img>" not in page and "\0" not in page
     finally:
         view.uploads.cleanup()
+
+
+def test_the_worker_thread_reads_the_series_the_comparison_shows(service, my_runs):
+    # What CheckView.check_in_background runs off the event loop, then applies on it.
+    view = _view(service)
+    new, messages = view.check_files({p.name: p.read_bytes() for p in my_runs.values()})
+    assert messages == [] and len(new) == len(my_runs)
+    prepared = view.prepare_comparison(new)
+    site = sorted({r.site for r in prepared.runs})[0]
+    assert list(prepared._series) == [(site, view.variable.value, 1)]  # read in the thread
+    view.show_checked(new, messages, prepared)
+    assert view._session_service is prepared  # used as it is: not read again
+    assert view.site.value == site and view.comparison is not None
+    assert MINE + " (yours)" in set(view.comparison["model"])
+    # A prepared service that no longer matches the session's runs is not used.
+    stale = view.prepare_comparison([])
+    view.clear()
+    view.show_checked([], [], stale)
+    assert view._session_service is None

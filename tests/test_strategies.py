@@ -373,6 +373,29 @@ def test_scenarios_view_builds_and_a_cell_opens_the_sites_view(service):
     assert selection.view == "parameters" and selection.models == ["C.v1"]
 
 
+def test_the_scenarios_page_adds_one_model_grid_per_step(service):
+    """Served, the page gets its shell first, then one grid per event-loop tick."""
+    from dashboard.state import Selection
+    from dashboard.views.scenarios import ScenariosView
+
+    selection = Selection(view="scenarios")
+    view = ScenariosView(selection=selection, service=service)
+    shown = view.shown_models([])
+    assert len(shown) >= 2
+    steps = view._per_model_steps()
+    assert len(steps) == len(shown)  # heading + first grid, then one grid a step
+    part = steps[0]()
+    box = part.objects[1].objects[0]
+    assert len(box.objects) == 1
+    for i, step in enumerate(steps[1:], start=2):
+        assert step() is None  # added to the two-a-row box, nothing for the page
+        assert len(box.objects) == i
+    drawn = [card.objects[0].object for card in box.objects]
+    assert drawn == [view.grid(m) for m in shown]  # in the models' order
+    selection.models = [shown[-1]]  # a new choice rebuilds the part with that model only
+    assert len(part.objects[1].objects[0].objects) == 1
+
+
 def test_methods_view_escapes_file_text(service):
     from dashboard.state import Selection
     from dashboard.views.methods import MethodsView

@@ -13,6 +13,9 @@ from __future__ import annotations
 import html
 import io
 import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import panel as pn
 import param
@@ -41,6 +44,22 @@ from dashboard.views.site_plots import SitePlots
 from dashboard.views.style import ALERT_COLOURS, Look, alert_html
 
 log = logging.getLogger(__name__)
+
+#: Threads that check uploads off the event loop (shared by the sessions of a worker; the
+#: NetCDF reads inside take the project's read lock, so more threads would only queue there).
+CHECK_THREADS = 2
+_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def check_executor() -> ThreadPoolExecutor:
+    """The worker's pool of check threads (created on first use, after any fork)."""
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            _EXECUTOR = ThreadPoolExecutor(max_workers=CHECK_THREADS,
+                                           thread_name_prefix="callmip-check")
+        return _EXECUTOR
 
 INTRO = """
 ### Check my files
@@ -220,6 +239,11 @@ class CheckView(pn.viewable.Viewer):
         self.dropper.param.watch(self._on_upload, "value")
         self.dropper.param.watch(self._on_refused, "refused")
         self.messages = pn.Column(sizing_mode="stretch_width")
+        #: "Checking …" while files are checked in the background (hidden otherwise).
+        self.busy = pn.pane.HTML("", sizing_mode="stretch_width", visible=False,
+                                 css_classes=["check-busy"])
+        self._pending: list[str] = []
+        self._check_lock = threading.Lock()  # one check of this session's files at a time
         self.reports = pn.Column(sizing_mode="stretch_width")
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width")
         self.clear_button = pn.widgets.Button(label="Remove my files",
@@ -272,10 +296,17 @@ class CheckView(pn.viewable.Viewer):
         # The bytes go to the session folder: the widget keeps no copy (and a file dropped
         # again under the same name, once corrected, is checked again).
         self.dropper.param.update(value={}, mime_type={})
-        self.add_files(files)
+        doc = pn.state.curdoc
+        if in_server_session() and doc is not None and doc.session_context is not None:
+            self.check_in_background(files, doc)
+        else:
+            self.add_files(files)
 
     def add_files(self, files: dict[str, bytes]) -> list[CheckedFile]:
         """Store, check and describe uploaded files; show their reports and plots.
+
+        Runs the checks in the calling thread (tests, scripts); the page checks in the
+        background instead (:meth:`check_in_background`).
 
         Parameters
         ----------
@@ -287,25 +318,135 @@ class CheckView(pn.viewable.Viewer):
         list of CheckedFile
             The files checked now (a zip gives one per member).
         """
+        new, messages = self.check_files(files)
+        self.show_checked(new, messages)
+        return new
+
+    def check_files(self, files: dict[str, bytes]) -> tuple[list[CheckedFile], list[str]]:
+        """Store and check uploaded files (no Panel object touched: safe in a worker thread).
+
+        Returns
+        -------
+        tuple
+            The files checked (a zip gives one per member) and messages about refused or
+            failed files.
+        """
         new: list[CheckedFile] = []
-        messages = []
-        for name, data in files.items():
-            result = self.uploads.add(name, data or b"")
-            messages += result.refused
-            for stored in result.files:
+        messages: list[str] = []
+        with self._check_lock:  # one upload of this session at a time (its folder, its budget)
+            for name, data in files.items():
+                result = self.uploads.add(name, data or b"")
+                messages += result.refused
+                for stored in result.files:
+                    try:  # NetCDF reads inside take the project's read lock
+                        new.append(check_stored(stored, self.service))
+                    except Exception:  # never a traceback in the browser
+                        log.exception("checking an uploaded file failed")
+                        messages.append(f"{stored.name}: the check failed; the server log "
+                                        "says why")
+        return new, messages
+
+    def check_in_background(self, files: dict[str, bytes], doc,
+                            on_done: Callable[[], None] | None = None) -> Future:
+        """Check ``files`` in a worker thread; show the results on the session's event loop.
+
+        The page says "Checking …" at once; the other sessions of the worker (and this one's
+        other widgets) keep being served while the files are read. The results are applied by
+        a next-tick callback of ``doc``, the one Bokeh call that is safe from another thread.
+
+        Parameters
+        ----------
+        files : dict
+            Upload name (untrusted) → content.
+        doc : bokeh.document.Document
+            The session's document.
+        on_done : callable, optional
+            Called on the event loop after the results are shown (tests).
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Of :meth:`check_files` and :meth:`prepare_comparison`.
+        """
+        names = [safe_name(n) for n in files]
+        self._pending += names
+        self._show_busy()
+        def work() -> tuple[list[CheckedFile], list[str], SessionService | None]:
+            new, messages = self.check_files(files)
+            return new, messages, self.prepare_comparison(new)
+
+        future = check_executor().submit(work)
+
+        def apply() -> None:
+            from panel.io.state import set_curdoc
+
+            with set_curdoc(doc):
+                for name in names:
+                    if name in self._pending:
+                        self._pending.remove(name)
                 try:
-                    new.append(check_stored(stored, self.service))
-                except Exception:  # never a traceback in the browser
-                    log.exception("checking an uploaded file failed")
-                    messages.append(f"{stored.name}: the check failed; the server log says why")
+                    new, messages, prepared = future.result()
+                except Exception:  # check_files catches per file; this is a bug
+                    log.exception("checking uploaded files failed")
+                    new, messages, prepared = [], ["The check failed; the server log says "
+                                                   "why."], None
+                self._show_busy()
+                self.show_checked(new, messages, prepared)
+                if on_done is not None:
+                    on_done()
+
+        def finished(_future: Future) -> None:  # in the worker thread
+            try:
+                doc.add_next_tick_callback(apply)
+            except Exception:  # the session has gone: nothing to show
+                log.debug("upload checked after its session ended", exc_info=True)
+
+        future.add_done_callback(finished)
+        return future
+
+    def _show_busy(self) -> None:
+        pending = self._pending
+        if pending:
+            shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more"
+                                              if len(pending) > 5 else "")
+            self.busy.object = alert_html(f"Checking {len(pending)} upload(s): {shown} …",
+                                          "info")
+        self.busy.visible = bool(pending)
+
+    def show_checked(self, new: list[CheckedFile], messages: list[str],
+                     prepared: SessionService | None = None) -> None:
+        """Add checked files to the page: their reports, the summary and the comparison.
+
+        ``prepared`` (from :meth:`prepare_comparison`) is used when it holds exactly the
+        session's runs, so the series it has read are not read again on the event loop.
+        """
         self.checked += new
         with pn.io.hold():
             self.messages.extend(pn.pane.HTML(alert_html(m, "danger"),
                                               sizing_mode="stretch_width") for m in messages)
-            self._refresh()
-        return new
+            self._refresh(prepared)
 
-    def _refresh(self) -> None:
+    def prepare_comparison(self, new: list[CheckedFile]) -> SessionService | None:
+        """Open the session's runs and read the series the comparison shows first.
+
+        Runs in the check thread, after :meth:`check_files` (the reads take the project's read
+        lock); what the page then draws on the event loop is the table and the plots.
+        """
+        runs = uploaded_runs([*self.checked, *new])
+        if not runs:
+            return None
+        proxy = SessionService(self.service, runs)
+        sites = sorted({r.site for r in runs})
+        site = self.site.value if self.site.value in sites else sites[0]
+        scenario = min((r.scenario for r in runs if r.site == site and r.stage != "Prior"),
+                       default=1)
+        try:
+            proxy.site_series(site, self.variable.value, scenario)
+        except Exception:  # drawn (or reported) on the event loop as before
+            log.exception("reading the uploaded series failed")
+        return proxy
+
+    def _refresh(self, prepared: SessionService | None = None) -> None:
         self.reports.objects = [pn.pane.HTML(report_html(c), sizing_mode="stretch_width")
                                 for c in self.checked]
         n_fail = sum(not c.report.ok for c in self.checked)
@@ -317,7 +458,10 @@ class CheckView(pn.viewable.Viewer):
         for widget in (self.json_download, self.md_download, self.clear_button):
             widget.disabled = not n
         runs = uploaded_runs(self.checked)
-        self._session_service = SessionService(self.service, runs) if runs else None
+        if prepared is not None and prepared.runs == runs:  # series read in the worker thread
+            self._session_service = prepared
+        else:
+            self._session_service = SessionService(self.service, runs) if runs else None
         sites = sorted({r.site for r in runs})
         self.site.options = sites
         if sites and self.site.value not in sites:
@@ -378,7 +522,7 @@ class CheckView(pn.viewable.Viewer):
             "safely (folders inside are ignored).</small>")
         return pn.Column(
             pn.pane.Markdown(INTRO, sizing_mode="stretch_width"),
-            self.dropper, limits, self.messages, self.summary,
+            self.dropper, limits, self.busy, self.messages, self.summary,
             pn.Row(self.json_download, self.md_download, self.clear_button),
             self.reports,
             pn.pane.HTML("<h3>Against the observations and the community</h3>"),

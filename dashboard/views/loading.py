@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 COMPLETE_CLASS = "callmip-complete"
 
 
-def _built(factory: Callable[[], pn.viewable.Viewable]) -> pn.viewable.Viewable:
+def _built(factory: Callable[[], pn.viewable.Viewable | None]) -> pn.viewable.Viewable | None:
     """What ``factory`` builds, or a short message if it fails (the error goes to the log).
 
     One part that cannot be drawn never stops the rest of the page, and no traceback or server
@@ -56,7 +56,7 @@ def in_server_session() -> bool:
 
 
 def fill_progressively(container: pn.layout.ListLike,
-                       factories: list[Callable[[], pn.viewable.Viewable]]) -> None:
+                       factories: list[Callable[[], pn.viewable.Viewable | None]]) -> None:
     """Append what each factory builds to ``container``, one per event-loop tick.
 
     Outside a server session (tests, static export) everything is appended at once. When the
@@ -67,19 +67,23 @@ def fill_progressively(container: pn.layout.ListLike,
     container : panel.layout.ListLike
         A Column or Row of the page.
     factories : list of callable
-        Each returns one viewable; called in order.
+        Each returns one viewable, or None when it has added its part elsewhere itself (e.g.
+        one more grid into a GridBox an earlier step appended); called in order.
     """
     def complete() -> None:
         container.css_classes = [*container.css_classes, COMPLETE_CLASS]
 
     if not in_server_session():
-        container.extend(_built(factory) for factory in factories)
+        built = [_built(factory) for factory in factories]
+        container.extend(item for item in built if item is not None)
         complete()
         return
     pending = list(factories)
 
     def add_next() -> None:
-        container.append(_built(pending.pop(0)))
+        item = _built(pending.pop(0))
+        if item is not None:
+            container.append(item)
         if pending:
             pn.state.execute(add_next, schedule=True)
         else:

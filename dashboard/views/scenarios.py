@@ -121,24 +121,53 @@ class ScenariosView(pn.viewable.Viewer):
         chosen = [m for m in models if m in available]
         return chosen or available
 
+    def card(self, model: str) -> pn.Column:
+        """The grid of ``model`` with its Parameters button."""
+        button = pn.widgets.Button(label="Parameter shifts across scenarios",
+                                   width=int(300 * self.look.fontscale))
+        button.on_click(partial(self.open_parameters, model))
+        return pn.Column(pn.pane.HoloViews(self.grid(model)), button)
+
     def model_grids(self, models: list[str]) -> pn.viewable.Viewable:
-        """One grid per shown model, each with its Parameters button."""
+        """One grid per shown model, each with its Parameters button (all built at once)."""
         shown = self.shown_models(models)
         if not shown:
             return safe_message("No scored posterior runs: nothing to compare.", "info")
-        cards = []
-        for model in shown:
-            button = pn.widgets.Button(label="Parameter shifts across scenarios",
-                                       width=int(300 * self.look.fontscale))
-            button.on_click(partial(self.open_parameters, model))
-            cards.append(pn.Column(pn.pane.HoloViews(self.grid(model)), button))
         # Two a row: three ran past the right edge of a 1280–1400 px wide window (the main
         # area is ~1000 px beside the sidebar).
-        return pn.GridBox(*cards, ncols=2)
+        return pn.GridBox(*[self.card(m) for m in shown], ncols=2)
+
+    def _per_model_steps(self) -> list:
+        """Steps of the page's "Per model" part, for :func:`fill_progressively`.
+
+        Its heading with the first grid, then one more grid per step (into the same
+        two-a-row box, the step returns None); a new ``models`` choice rebuilds the part.
+        """
+        shown = self.shown_models(self.selection.models)
+        box = pn.GridBox(ncols=2, sizing_mode="stretch_width")
+        holder = pn.Column(sizing_mode="stretch_width")
+
+        def rebuild(*_events: param.parameterized.Event) -> None:
+            holder.objects = [self.model_grids(self.selection.models)]
+
+        def first() -> pn.viewable.Viewable:
+            self.selection.param.watch(rebuild, "models")
+            if shown:
+                box.append(self.card(shown[0]))
+                holder.objects = [box]
+            else:
+                rebuild()
+            return pn.Column(pn.pane.Markdown("#### Per model"), holder,
+                             sizing_mode="stretch_width")
+
+        def add(model: str) -> None:
+            if holder.objects and holder.objects[0] is box:  # not rebuilt meanwhile
+                box.append(self.card(model))
+
+        return [first, *[partial(add, m) for m in shown[1:]]]
 
     def __panel__(self) -> pn.viewable.Viewable:
         self.service.tables()
-        s = self.selection
         intro = pn.pane.Markdown(
             "### Scenarios: what each data stream constrains\n"
             "Protocol v2 §3.1: Scenario 1 calibrates on NEE + Qle + Qh (required); the optional "
@@ -160,10 +189,9 @@ class ScenariosView(pn.viewable.Viewer):
                                       + ", ".join(only_one) + ". Their grids show one row.",
                                       "info"))
         page = pn.Column(intro, measure, *notes, sizing_mode="stretch_width")
+        # The shell first, then one grid per event-loop tick, the cross-model part last.
         fill_progressively(page, [
-            lambda: pn.Column(pn.pane.Markdown("#### Per model"),
-                              pn.panel(pn.bind(self.model_grids, s.param.models)),
-                              sizing_mode="stretch_width"),
+            *self._per_model_steps(),
             lambda: pn.Column(
                 pn.pane.Markdown("#### Across models"),
                 pn.pane.HoloViews(self.grid("all")),
