@@ -158,3 +158,30 @@ def test_no_network_access_and_no_cartopy_download(archive, monkeypatch):
         _root(view)
         hv.renderer("bokeh").get_plot(gm.land_outline(projection, "#333333"))
     assert attempts == []
+
+
+def test_a_model_with_only_global_runs_is_accepted_in_a_global_url(tmp_path, monkeypatch):
+    """``?view=global&models=GONLY.v1`` names a model without site runs: kept, not refused."""
+    from dashboard import app as app_module
+
+    root = build_app_archive(tmp_path / "archive")
+    one = field_of("zonal")[0]
+    for stage in ("Prior", "Posterior"):
+        write_run(root / "global", "GONLY", stage,
+                  {"gpp": np.stack([one * 1e-9 + 1e-7] * TIMES.size)}, times=TIMES)
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    service = DataService(root, cache_mb=64)
+    assert "GONLY.v1" not in service.model_ids()  # no site runs
+    query = {"view": [b"global"], "variable": [b"gpp"], "models": [b"GONLY.v1,NOPE.v1"]}
+    assert "GONLY.v1" in app_module.url_models(service, query)
+    monkeypatch.setattr(app_module, "_session_args", lambda: dict(query))
+    app = app_module.create_app(str(root))
+    assert app.selection.view == "global" and app.selection.models == ["GONLY.v1"]
+    warnings = " ".join(str(getattr(o, "object", "")) for o in app.main.objects[0].objects)
+    assert "NOPE.v1" in warnings and "GONLY.v1" not in warnings
+    picker = next(w for w in app.sidebar.objects
+                  if isinstance(w, pn.widgets.MultiChoice))
+    assert "GONLY.v1" in picker.options and picker.value == ["GONLY.v1"]
+    # the Sites view still validates against the site runs' models
+    sites_query = {"view": [b"sites"], "models": [b"GONLY.v1"]}
+    assert "GONLY.v1" not in app_module.url_models(service, sites_query)
