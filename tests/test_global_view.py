@@ -185,3 +185,36 @@ def test_a_model_with_only_global_runs_is_accepted_in_a_global_url(tmp_path, mon
     # the Sites view still validates against the site runs' models
     sites_query = {"view": [b"sites"], "models": [b"GONLY.v1"]}
     assert "GONLY.v1" not in app_module.url_models(service, sites_query)
+
+
+@pytest.mark.parametrize("projection", ["PlateCarree", "Robinson"])
+def test_the_map_hover_shows_degrees_and_the_value_with_units(archive, projection):
+    """Robinson's axes are metres: the hover maps the pointer back to lon °E / lat °N."""
+    from bokeh.models import CustomJSHover, HoverTool
+    from bokeh.models import Image as ImageGlyph
+
+    from dashboard.views import global_map as gm
+
+    view, s = _view(archive, time="2010-06", models=["ALPHA.v1"], projection=projection)
+    root = _root(view)
+    hovers = [h for h in root.select({"type": HoverTool})
+              if any(isinstance(r.glyph, ImageGlyph) for r in (h.renderers or []))
+              or h.renderers == "auto"]
+    tooltips = [dict(h.tooltips) for h in hovers if isinstance(h.tooltips, list)]
+    image_tips = [t for t in tooltips if "longitude (°E)" in t]
+    assert image_tips, tooltips
+    tips = image_tips[0]
+    assert tips["latitude (°N)"] == "$y{custom}" and tips["gpp"].endswith(" gC m⁻² d⁻¹")
+    hover = next(h for h in hovers if isinstance(h.tooltips, list)
+                 and "longitude (°E)" in dict(h.tooltips))
+    lon_js = hover.formatters["$x"]
+    assert isinstance(lon_js, CustomJSHover)
+    lats, ys, xs = (lon_js.args[k] for k in ("lats", "ys", "xs"))
+    if projection == "PlateCarree":
+        assert lats == ys == xs == []  # the axes are degrees already
+        return
+    # the tables invert the projection: a point at 100°E, 50°N maps back to it
+    x, y = gm.project_lonlat(np.array([100.0]), np.array([50.0]), projection)
+    lat = np.interp(y[0], ys, lats)
+    lon = 180 * x[0] / np.interp(y[0], ys, xs)
+    assert (lon, lat) == pytest.approx((100.0, 50.0), abs=0.01)

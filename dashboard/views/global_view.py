@@ -252,7 +252,8 @@ class GlobalView(pn.viewable.Viewer):
         units = pretty_units(self.maps[index].units) if index < len(self.maps) else ""
         raster = raster.opts(cmap=DIVERGING if diverging else SEQUENTIAL, colorbar=True,
                              tools=["hover", "tap"], clabel=units or "1",
-                             clipping_colors={"NaN": "transparent"})
+                             clipping_colors={"NaN": "transparent"},
+                             **gm.hover_options(projection, s.variable, units))
         # The shared limits follow the time stream in the same update as the raster (a
         # separate parameter-driven .apply.opts redrew every map a second time per step).
         raster = raster.apply(self._style, streams=[self._time_stream])
