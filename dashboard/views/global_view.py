@@ -91,6 +91,11 @@ class GlobalView(pn.viewable.Viewer):
         self.message = pn.pane.HTML("", sizing_mode="stretch_width", visible=False)
         self.caption = pn.widgets.StaticText(value="", sizing_mode="stretch_width")
         self.map_holder = pn.Column(sizing_mode="stretch_width")
+        #: The zonal profile and the series: rebuilt when the models change (their curves are
+        #: those of the shown models only, a fixed set while the time moves).
+        self.zonal_holder = pn.Column()
+        self.series_holder = pn.Column(sizing_mode="stretch_width")
+        self._series_models: tuple[str, ...] = ()
         self.layer = pn.widgets.Select.from_param(
             s.param.layer, options={label: key for key, label in gq.LAYERS.items()},
             name="Map", width=280)
@@ -316,6 +321,10 @@ class GlobalView(pn.viewable.Viewer):
                 self.map_holder.objects = [self._build_maps()]
             else:
                 self._time_stream.event(time=self._time_value())
+            if (self._page is not None
+                    and tuple(gq.shown_models(self.service, s.models)) != self._series_models):
+                self._fill_zonal()
+                self.series_holder.objects = self._series_panes()
             self._series_stream.event(variable=s.variable, time=self._time_value(),
                                       models=list(s.models))
             if names & {"variable", "models"}:
@@ -379,7 +388,7 @@ class GlobalView(pn.viewable.Viewer):
         empty_x = self.times[:1] if x == "time" and len(self.times) else np.array([0.0])
         value = hv.Dimension("gvalue", label=label, unit=units)
         curves = []
-        for model in self.models:
+        for model in self._series_models:
             for stage in ("Prior", "Posterior"):
                 rows = groups.get((model, stage))
                 data = ((rows[x].to_numpy(), rows["value"].to_numpy(dtype=float))
@@ -445,13 +454,20 @@ class GlobalView(pn.viewable.Viewer):
                       sizing_mode="stretch_width")
 
     def _maps_row(self) -> pn.viewable.Viewable:
-        zonal = hv.DynamicMap(self.zonal_plot, streams=[self._series_stream])
-        zonal_pane = pn.pane.HoloViews(zonal, name="global-zonal", linked_axes=False)
+        """The maps, with room for the zonal profile (filled on the next tick)."""
         if len(self.models) > 1:  # (some layers draw one map per model)
             # Below the maps: beside a grid of two maps a row it ran past the right edge of a
             # 1280-1400 px window and hid the second map.
-            return pn.Column(self.map_holder, zonal_pane, sizing_mode="stretch_width")
-        return pn.Row(self.map_holder, zonal_pane, sizing_mode="stretch_width")
+            return pn.Column(self.map_holder, self.zonal_holder, sizing_mode="stretch_width")
+        return pn.Row(self.map_holder, self.zonal_holder, sizing_mode="stretch_width")
+
+    def _fill_zonal(self) -> pn.viewable.Viewable:
+        """Put the zonal profile beside the maps (sent after them: the map comes first)."""
+        self._series_models = tuple(gq.shown_models(self.service, self.selection.models))
+        zonal = hv.DynamicMap(self.zonal_plot, streams=[self._series_stream])
+        self.zonal_holder.objects = [pn.pane.HoloViews(zonal, name="global-zonal",
+                                                       linked_axes=False)]
+        return pn.Spacer(height=0, margin=0)
 
     def key(self) -> pn.pane.HTML:
         """Colour key of the series: one colour per model, prior dashed, posterior solid.
@@ -466,14 +482,17 @@ class GlobalView(pn.viewable.Viewer):
         return pn.pane.HTML(f"<small>{items} &nbsp; ┄ prior &nbsp; ━ posterior</small>",
                             sizing_mode="stretch_width")
 
-    def _series_row(self) -> pn.viewable.Viewable:
+    def _series_panes(self) -> list[pn.viewable.Viewable]:
         totals = hv.DynamicMap(self.totals_plot, streams=[self._totals_stream])
         cell = hv.DynamicMap(self.cell_plot, streams=[self._totals_stream, self._cell_stream])
-        return pn.Column(self.key(), pn.pane.HoloViews(totals, sizing_mode="stretch_width",
-                                           name="global-totals", linked_axes=False),
-                         pn.pane.HoloViews(cell, sizing_mode="stretch_width", name="global-cell",
-                                           linked_axes=False),
-                         sizing_mode="stretch_width")
+        return [self.key(), pn.pane.HoloViews(totals, sizing_mode="stretch_width",
+                                              name="global-totals", linked_axes=False),
+                pn.pane.HoloViews(cell, sizing_mode="stretch_width", name="global-cell",
+                                  linked_axes=False)]
+
+    def _series_row(self) -> pn.viewable.Viewable:
+        self.series_holder.objects = self._series_panes()
+        return self.series_holder
 
     def __panel__(self) -> pn.viewable.Viewable:
         if self._page is not None:  # Panel may ask twice: the maps are built once
@@ -484,7 +503,7 @@ class GlobalView(pn.viewable.Viewer):
             self.map_holder.objects = [self._build_maps()]
         page = pn.Column(self.controls(), self.message, self.caption,
                          sizing_mode="stretch_width")
-        fill_progressively(page, [self._maps_row, self._series_row])
+        fill_progressively(page, [self._maps_row, self._fill_zonal, self._series_row])
         self._page = page
         return page
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -359,3 +360,345 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- in the browser ---------------------------------------------------------------------------
+#: Boot line of the naive page's server (a subprocess, like run.py's floor).
+NAIVE_BOOT = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='callmip_bench_naive')"
+              "['serve_naive'](sys.argv[2], int(sys.argv[3]))")
+#: Months the time steps visit (July 2010 is the first map's).
+STEP_MONTHS = ["2010-08", "2010-09", "2010-10", "2010-11", "2010-12", "2011-01"]
+
+#: Installed before the page's scripts (beside _browser.INIT_JS): the first animation frame at
+#: which Bokeh's document is idle and at least ``?maps=N`` visible map plots (a renderer
+#: drawing an Image, Quad or QuadMesh glyph) have finished drawing: ``__benchMaps``.
+MAPS_JS = """
+(() => {
+  const want = Number(new URLSearchParams(window.location.search).get('bench_maps') || '1');
+  const isMap = (v) => v.model && Array.isArray(v.model.renderers) && v.model.renderers.some(
+      (r) => r.glyph && ['Image', 'Quad', 'QuadMesh', 'ImageRGBA'].includes(r.glyph.type));
+  const tick = () => {
+    try {
+      const B = window.Bokeh;
+      if (B && B.documents && B.documents.length > 0 && B.index && B.documents[0].is_idle
+          && window.__benchPlotViews) {
+        const maps = window.__benchPlotViews().filter(window.__benchVisible).filter(isMap);
+        if (maps.length >= want && maps.every((v) => v.has_finished())) {
+          window.__benchMaps = performance.now();
+          return;
+        }
+      }
+    } catch (error) { /* Bokeh is still loading */ }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})();
+"""
+
+#: After watch_updates: on every frame, keep the time of the last frame at which some visible
+#: plot had not finished drawing or the document was busy (``__benchBusyAt``), and of the first
+#: frame after it at which all were drawn and the document idle (``__benchReadyAt``).
+READY_JS = """
+() => {
+  window.__benchBusyAt = 0;
+  window.__benchReadyAt = 0;
+  const tick = () => {
+    try {
+      const doc = Bokeh.documents[0];
+      const now = performance.now();
+      const ok = doc.is_idle && window.__benchPlotViews().filter(window.__benchVisible)
+          .every((v) => v.has_finished());
+      if (!ok) window.__benchBusyAt = now;
+      else if (window.__benchReadyAt <= window.__benchBusyAt) window.__benchReadyAt = now;
+    } catch (error) { window.__benchBusyAt = performance.now(); }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}
+"""
+
+#: Set a Bokeh model's properties from JavaScript as a user would (the Global view's month
+#: slider: ``value`` and ``value_throttled``; its projection buttons: ``active``); returns the
+#: start time, or null when no model matches ``[kind, label]``.
+SET_MODEL_JS = """
+([kind, label, props]) => {
+  const models = [...Bokeh.documents[0].all_models];
+  const model = kind === 'slider'
+      ? models.find((m) => m.type === 'Slider' && String(m.title || '').startsWith(label))
+      : models.find((m) => Array.isArray(m.labels) && m.labels.includes(label)
+                           && m.active !== undefined);
+  if (!model) return null;
+  window.__benchIgnore = model.id;
+  window.__benchChanges = 0;
+  const start = performance.now();
+  window.__benchDrawn = start;
+  window.__benchBusyAt = start;
+  window.__benchReadyAt = 0;
+  for (const [key, value] of Object.entries(props)) model[key] = value;
+  return start;
+}
+"""
+
+#: The update is over: a change arrived, the frames that followed it are drawn, every visible
+#: plot has finished drawing and nothing changed for ``quiet`` ms.
+DONE_JS = """
+(quiet) => window.__benchChanges > 0 && window.__benchPending === 0
+    && Bokeh.documents[0].is_idle && window.__benchReadyAt > window.__benchBusyAt
+    && performance.now() - Math.max(window.__benchDrawn, window.__benchReadyAt) > quiet
+"""
+
+
+def _bench_run():
+    """run.py as a module (it puts this folder on sys.path and imports ``_browser``)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import run
+
+    return run
+
+
+def naive_app() -> object:
+    """The naive page: whole cubes loaded per session, one ``hv.QuadMesh`` per model.
+
+    The query's ``models=N`` sets the number of models (the first N of the archive); a Select
+    of months (``2001-01`` …) in the sidebar sets the time step of every mesh.
+    """
+    import holoviews as hv
+    import panel as pn
+
+    from dashboard import global_queries as gq
+    from dashboard.service import DataService
+    from tests.benchmarks._browser import COMPLETE_CLASS
+
+    args = pn.state.session_args or {}
+    n = int((args.get("models") or [b"1"])[-1])
+    service = DataService(_NAIVE_ROOT[0], cache_mb=64)
+    cubes = []
+    for model in gq.global_models(service)[:n]:
+        run = gq.run_for(service, model, "Posterior")
+        cubes.append(gq.run_field(service, run, "gpp").load())  # the whole cube, per session
+    months = [f"{t:%Y-%m}" for t in pd.DatetimeIndex(cubes[0]["time"].values)]
+    select = pn.widgets.Select(name="Month", options=months, value="2010-07")
+
+    def mesh(month: str, index: int) -> hv.QuadMesh:
+        da = cubes[index]
+        values = da.sel(time=month).values[0] * 86400 * 1000
+        return hv.QuadMesh((da["lon"].values, da["lat"].values, values)).opts(
+            cmap="viridis", colorbar=True, tools=["hover"], frame_width=720 if n == 1 else 360,
+            frame_height=300 if n == 1 else 150)
+
+    panes = [pn.pane.HoloViews(hv.DynamicMap(pn.bind(mesh, select, i)), linked_axes=False)
+             for i in range(n)]
+    main = pn.GridBox(*panes, ncols=1 if n == 1 else 2, css_classes=[COMPLETE_CLASS])
+    return pn.template.BootstrapTemplate(title="Naive global", sidebar=[select], main=[main])
+
+
+_NAIVE_ROOT: list[str] = []
+
+
+def serve_naive(root: str, port: int) -> None:
+    """Serve :func:`naive_app` on ``127.0.0.1:port`` until killed (runs in a subprocess)."""
+    import holoviews as hv
+    import panel as pn
+
+    sys.path.insert(0, str(REPO))
+    _NAIVE_ROOT[:] = [root]
+    hv.extension("bokeh", logo=False)
+    pn.serve({"/": naive_app}, port=port, address="127.0.0.1", show=False,
+             websocket_origin=[f"127.0.0.1:{port}"], liveness=True, title="Naive")
+
+
+async def _open_maps(chromium, url: str, maps: int, timeout_s: float) -> tuple[float, object]:
+    """Open ``url`` in a fresh page; seconds until ``maps`` maps are drawn; the page (open)."""
+    bench_run = _bench_run()
+    BenchError, close_page = bench_run.BenchError, bench_run.close_page
+
+    page = await chromium.new_page()
+    await page.context.add_init_script(MAPS_JS)
+    sep = "&" if "?" in url else "?"
+    start = time.time()
+    try:
+        await page.goto(f"{url}{sep}bench_maps={maps}", wait_until="commit",
+                        timeout=timeout_s * 1000)
+        await page.wait_for_function("() => window.__benchMaps !== undefined",
+                                     timeout=timeout_s * 1000, polling=100)
+    except Exception as exc:
+        await close_page(page)
+        raise BenchError(f"{url}: {maps} map(s) not drawn within {timeout_s:.0f} s "
+                         f"({str(exc).splitlines()[0]})") from exc
+    drawn = await page.evaluate("() => performance.timeOrigin + window.__benchMaps")
+    return drawn / 1000 - start, page
+
+
+async def _timed_update(page, setter: tuple, *, quiet_ms: int, timeout_s: float) -> float:
+    """Run ``SET_MODEL_JS`` with ``setter`` (or a Select's value); seconds until drawn."""
+    bench_run = _bench_run()
+    BenchError, switch_timed = bench_run.BenchError, bench_run.switch_timed
+
+    if setter[0] == "select":
+        start = await page.evaluate(
+            "([probe, v]) => { const m = [...Bokeh.documents[0].all_models].find((m) =>"
+            " Array.isArray(m.options) && m.options.includes(probe)); if (!m) return null;"
+            " window.__benchIgnore = m.id; window.__benchChanges = 0;"
+            " const s = performance.now(); window.__benchDrawn = s; window.__benchBusyAt = s;"
+            " window.__benchReadyAt = 0; m.value = v; return s; }", [setter[1], setter[2]])
+        if start is None:  # pragma: no cover - the naive page always has its Select
+            return await switch_timed(page, setter[1], setter[2], quiet_ms=quiet_ms)
+    else:
+        start = await page.evaluate(SET_MODEL_JS, list(setter))
+    if start is None:
+        raise BenchError(f"no widget for {setter!r} in the page")
+    try:
+        await page.wait_for_function(DONE_JS, arg=quiet_ms, timeout=timeout_s * 1000,
+                                     polling=100)
+    except Exception as exc:
+        raise BenchError(f"{setter!r}: no finished update within {timeout_s:.0f} s "
+                         f"({str(exc).splitlines()[0]})") from exc
+    end = await page.evaluate("() => Math.max(window.__benchDrawn, window.__benchReadyAt)")
+    return (end - start) / 1000
+
+
+async def _prepare_updates(page, quiet_ms: int) -> None:
+    bench_run = _bench_run()
+    settle, watch_updates = bench_run.settle, bench_run.watch_updates
+
+    await settle(page, quiet_ms=quiet_ms)
+    await watch_updates(page)
+    await page.evaluate(READY_JS)
+
+
+def _month_index(month: str) -> int:
+    stamp = pd.Timestamp(month + "-01")
+    return (stamp.year - 2001) * 12 + stamp.month - 1
+
+
+async def browser_measure(cfg, chromium, servers: dict, samples: dict[str, list[float]],
+                          models: list[str], log_fn) -> None:
+    """The browser benchmarks (see :func:`run_browser`); samples appended to ``samples``."""
+    bench_run = _bench_run()
+    close_page = bench_run.close_page
+
+    def add(name: str, value: float) -> None:
+        samples.setdefault(name, []).append(value)
+        log_fn(f"{name}: {value:.3f} s")
+
+    quiet, timeout = cfg.quiet_ms, cfg.open_timeout_s
+    floor_results = bench_run.Results()
+    await bench_run.bench_floor(cfg, chromium, servers["floor"], floor_results)
+    for name in ("floor", "floor_update"):
+        samples[name] = floor_results.samples.get(name, [])
+    app = servers["app"].url
+    one = f"{app}?view=global&variable=gpp&time=2010-07&models={models[0]}"
+    five = f"{app}?view=global&variable=gpp&time=2010-07&models={','.join(models)}"
+    for url, maps in ((one, 1), (five, len(models))):  # warm-up (imports, first renders)
+        _, page = await _open_maps(chromium, url, maps, timeout)
+        await close_page(page)
+    for k in range(cfg.runs):
+        seconds, page = await _open_maps(chromium, one, 1, timeout)
+        add("global_first_map", seconds)
+        try:
+            await _prepare_updates(page, quiet)
+            month = STEP_MONTHS[k % len(STEP_MONTHS)]
+            add("global_time_step", await _timed_update(
+                page, ("slider", "Month", {"value": _month_index(month),
+                                            "value_throttled": _month_index(month)}),
+                quiet_ms=quiet, timeout_s=timeout))
+            add("global_projection_change", await _timed_update(
+                page, ("buttons", "Robinson", {"active": 1}), quiet_ms=quiet,
+                timeout_s=timeout))
+            month = STEP_MONTHS[(k + 1) % len(STEP_MONTHS)]
+            add("global_time_step_robinson", await _timed_update(
+                page, ("slider", "Month", {"value": _month_index(month),
+                                            "value_throttled": _month_index(month)}),
+                quiet_ms=quiet, timeout_s=timeout))
+        finally:
+            await close_page(page)
+        seconds, page = await _open_maps(chromium, five, len(models), timeout)
+        add("global_first_map_5_models", seconds)
+        try:
+            await _prepare_updates(page, quiet)
+            month = STEP_MONTHS[k % len(STEP_MONTHS)]
+            add("global_time_step_5_models", await _timed_update(
+                page, ("slider", "Month", {"value": _month_index(month),
+                                            "value_throttled": _month_index(month)}),
+                quiet_ms=quiet, timeout_s=timeout))
+        finally:
+            await close_page(page)
+    naive = servers["naive"].url
+    _, page = await _open_maps(chromium, f"{naive}?models=1", 1, timeout)  # warm-up
+    await close_page(page)
+    for k in range(cfg.runs):
+        for n, suffix in ((1, ""), (len(models), "_5_models")):
+            seconds, page = await _open_maps(chromium, f"{naive}?models={n}", n, timeout)
+            add(f"naive_first_map{suffix}", seconds)
+            try:
+                await _prepare_updates(page, quiet)
+                month = STEP_MONTHS[k % len(STEP_MONTHS)]
+                add(f"naive_time_step{suffix}", await _timed_update(
+                    page, ("select", "2010-07", month), quiet_ms=quiet, timeout_s=timeout))
+            finally:
+                await close_page(page)
+
+
+def run_browser(args: argparse.Namespace) -> dict:
+    """Measure the Global view in chromium against the floor and the naive page.
+
+    Starts three servers (run.py's floor page, ``callmip serve`` on the benchmark archive,
+    the naive page) and measures, in fresh pages: ``floor``/``floor_update``; the Global
+    view's first map with 1 and 5 models (``?view=global&variable=gpp&time=2010-07``), a time
+    step (the month slider set from JavaScript) with 1 and 5 maps, a projection change
+    (Plate Carrée → Robinson) and a Robinson time step; the naive page's first map and time
+    step with 1 and 5 models. Every time ends at the last frame drawn with the page idle.
+
+    Returns
+    -------
+    dict
+        ``samples`` (name → seconds), ``blocked`` (requests that tried to leave the machine)
+        and ``peaks`` (server name → peak RSS of its process tree, MB).
+    """
+    import asyncio
+    import tempfile
+
+    bench_run = _bench_run()
+    Chromium = bench_run.Chromium
+
+    root = write_archive(Path(args.out), models=args.models, years=args.years,
+                         resolution=args.resolution)
+    models = [f"BENCH{m}.v1" for m in range(args.models)]
+    executable, chromium_args = bench_run.chromium_setup()
+    tmp = Path(tempfile.mkdtemp(prefix="callmip-bench-global-"))
+    ns = argparse.Namespace(runs=args.runs, quick=False, serve_arg=[])
+    cfg = bench_run.make_config(ns, str(root), tmp / "cache")
+    cfg.open_timeout_s = 300
+    port = bench_run.free_port()
+    servers = {
+        "floor": bench_run.floor_server(cfg),
+        "app": bench_run.app_server(cfg, "global app"),
+        "naive": bench_run.Server("naive", [sys.executable, "-c", NAIVE_BOOT,
+                                            str(Path(__file__).resolve()), str(root),
+                                            str(port)], port, cfg.env, prints_url=False),
+    }
+    samples: dict[str, list[float]] = {}
+    chromium = Chromium(executable, chromium_args)
+
+    async def go() -> None:
+        await chromium.start()
+        try:
+            await browser_measure(cfg, chromium, servers, samples, models, log)
+        finally:
+            await chromium.close()
+
+    try:
+        for server in servers.values():
+            server.start()
+        failed = bench_run.wait_servers(list(servers.values()), cfg)
+        if failed:
+            raise bench_run.BenchError(f"servers did not start: {failed}")
+        asyncio.run(go())
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    peaks = {name: s.sampler.overall_peak / 2**20 for name, s in servers.items() if s.sampler}
+    return {"samples": samples, "blocked": sum(chromium.blocked.values()), "peaks": peaks}
