@@ -218,3 +218,28 @@ def test_the_map_hover_shows_degrees_and_the_value_with_units(archive, projectio
     lat = np.interp(y[0], ys, lats)
     lon = 180 * x[0] / np.interp(y[0], ys, xs)
     assert (lon, lat) == pytest.approx((100.0, 50.0), abs=0.01)
+
+
+def test_the_zonal_profile_follows_the_time_step_and_the_models(archive):
+    """The profile's line sources are replaced in place on a time step (no new figure)."""
+    from dashboard import global_queries as gq
+
+    view, s = _view(archive, time="2010-06", models=["ALPHA.v1"])
+    _root(view)
+    figure = view._zonal_figure
+    assert set(view._zonal_sources) == {("ALPHA.v1", "Prior"), ("ALPHA.v1", "Posterior")}
+    source = view._zonal_sources[("ALPHA.v1", "Posterior")]
+    june = np.asarray(source.data["value"], dtype=float).copy()
+    expected = gq.zonal_profiles(view.service, "gpp", "2010-06", ["ALPHA.v1"])
+    posterior = expected[expected["stage"] == "Posterior"]
+    np.testing.assert_allclose(june, posterior["value"].to_numpy(float))
+    s.time = "2010-08"  # values triple from June to August (plus the constant part)
+    assert view._zonal_figure is figure and view._zonal_sources[("ALPHA.v1", "Posterior")] \
+        is source
+    offset = 1e-7 * 86400 * 1000
+    august = np.asarray(source.data["value"], dtype=float)
+    ok = np.isfinite(june)
+    np.testing.assert_allclose(august[ok] - offset, 3 * (june[ok] - offset), rtol=1e-4)
+    assert figure.xaxis[0].axis_label == "gpp (gC m⁻² d⁻¹)"
+    s.models = ["ALPHA.v1", "BETA.v1"]  # a new set of curves: the figure is rebuilt
+    assert view._zonal_figure is not figure and len(view._zonal_sources) == 4

@@ -402,6 +402,14 @@ READY_JS = """
 () => {
   window.__benchBusyAt = 0;
   window.__benchReadyAt = 0;
+  window.__benchFirstChange = 0;
+  Bokeh.documents[0].on_change((event) => {
+    const m = event.model;
+    if (!window.__benchFirstChange && !(m && (m.name === 'busy_indicator'
+        || String(m.type).endsWith('Location') || m.id === window.__benchIgnore))) {
+      window.__benchFirstChange = performance.now();
+    }
+  });
   const tick = () => {
     try {
       const doc = Bokeh.documents[0];
@@ -434,6 +442,7 @@ SET_MODEL_JS = """
   window.__benchDrawn = start;
   window.__benchBusyAt = start;
   window.__benchReadyAt = 0;
+  window.__benchFirstChange = 0;
   for (const [key, value] of Object.entries(props)) model[key] = value;
   return start;
 }
@@ -446,6 +455,10 @@ DONE_JS = """
     && Bokeh.documents[0].is_idle && window.__benchReadyAt > window.__benchBusyAt
     && performance.now() - Math.max(window.__benchDrawn, window.__benchReadyAt) > quiet
 """
+
+
+#: (seconds until the first document change arrived, seconds after it) of each timed update.
+_SPLITS: list[tuple[float, float]] = []
 
 
 def _bench_run():
@@ -555,7 +568,10 @@ async def _timed_update(page, setter: tuple, *, quiet_ms: int, timeout_s: float)
     except Exception as exc:
         raise BenchError(f"{setter!r}: no finished update within {timeout_s:.0f} s "
                          f"({str(exc).splitlines()[0]})") from exc
-    end = await page.evaluate("() => Math.max(window.__benchDrawn, window.__benchReadyAt)")
+    end, first = await page.evaluate(
+        "() => [Math.max(window.__benchDrawn, window.__benchReadyAt), window.__benchFirstChange]")
+    if first:  # where the time went: until the first change arrived, and after it
+        _SPLITS.append(((first - start) / 1000, (end - first) / 1000))
     return (end - start) / 1000
 
 
@@ -702,3 +718,96 @@ def run_browser(args: argparse.Namespace) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     peaks = {name: s.sampler.overall_peak / 2**20 for name, s in servers.items() if s.sampler}
     return {"samples": samples, "blocked": sum(chromium.blocked.values()), "peaks": peaks}
+
+
+# --- the report of run.py --global ------------------------------------------------------------
+#: Browser entries: name → baseline (ratio = name / baseline; naive entries: naive / optimised).
+BROWSER_PLAN: list[tuple[str, str | None]] = [
+    ("floor", None), ("floor_update", None),
+    ("global_first_map", "floor"), ("global_first_map_5_models", "floor"),
+    ("global_time_step", "floor_update"), ("global_time_step_5_models", "floor_update"),
+    ("global_projection_change", "floor_update"), ("global_time_step_robinson", "floor_update"),
+    ("naive_first_map", "global_first_map"),
+    ("naive_first_map_5_models", "global_first_map_5_models"),
+    ("naive_time_step", "global_time_step"),
+    ("naive_time_step_5_models", "global_time_step_5_models"),
+]
+#: In-process entries (prefixed ``server_``) and their baselines.
+SERVER_PLAN: list[tuple[str, str | None]] = [
+    ("global_floor", None), ("global_first_map", "global_floor"),
+    ("global_time_step_first", None), ("global_time_step", None),
+    ("global_time_step_robinson", None), ("global_time_step_5_maps", None),
+    ("global_projection_first", None), ("global_projection", None),
+    ("global_first_map_5_maps", "global_floor"), ("netcdf_time_step", "global_time_step"),
+    ("naive_first_map", "global_first_map"), ("naive_first_map_5_maps", "global_first_map_5_maps"),
+    ("naive_time_step", "global_time_step"), ("naive_time_step_5_maps", "global_time_step_5_maps"),
+]
+TIME_STEP_TARGET_S = 0.3
+FIRST_MAP_TARGET_RATIO = 1.5
+NAIVE_TARGET_RATIO = 5.0
+
+
+def entries(server: dict | None, browser: dict | None) -> list[dict]:
+    """run.py's report entries (exactly its KEYS) from :func:`run` and :func:`run_browser`."""
+    bench_run = _bench_run()
+    out = []
+    if browser is not None:
+        samples, peaks = browser["samples"], browser["peaks"]
+
+        def value(name: str | None) -> float | None:
+            return statistics.median(samples[name]) if name and samples.get(name) else None
+
+        def peak(name: str) -> float | None:
+            server_name = ("floor" if name.startswith("floor") else
+                           "naive" if name.startswith("naive") else "app")
+            return peaks.get(server_name)
+
+        out += [bench_run._entry(name, value(name), base, value(base), peak(name))
+                for name, base in BROWSER_PLAN]
+    if server is not None:
+        stats = server["benchmarks"]
+
+        def med(name: str | None) -> float | None:
+            return stats[name]["median_s"] if name and name in stats else None
+
+        out += [bench_run._entry(f"server_{name}", med(name),
+                                 f"server_{base}" if base else None, med(base), None)
+                for name, base in SERVER_PLAN]
+    return out
+
+
+def report(rows: list[dict], blocked: int | None = None) -> str:
+    """The human-readable table of :func:`entries` with the targets and the verdicts."""
+    bench_run = _bench_run()
+    fmt = bench_run._fmt
+    header = (f"{'name':<34} {'median (s)':>10}  {'baseline':<32} {'base (s)':>9}"
+              f" {'ratio':>7} {'peak RSS (MB)':>13}")
+    lines = [header, "-" * len(header)]
+    for e in rows:
+        lines.append(f"{e['name']:<34} {fmt(e['median_s'], '.3f'):>10}  "
+                     f"{e['baseline'] or '—':<32} {fmt(e['baseline_median_s'], '.3f'):>9} "
+                     f"{fmt(e['ratio'], '.2f'):>7} {fmt(e['peak_rss_mb'], '.0f'):>13}")
+    if blocked is not None:
+        lines.append(f"Non-local requests blocked in chromium: {blocked}")
+    by = {e["name"]: e for e in rows}
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else ("met" if ok else "MISSED")
+
+    def get(name: str, key: str) -> float | None:
+        return by.get(name, {}).get(key)
+
+    step = get("global_time_step", "median_s")
+    first = get("global_first_map", "ratio")
+    naive = {n: get(n, "ratio") for n in ("naive_first_map", "naive_first_map_5_models",
+                                          "naive_time_step", "naive_time_step_5_models")}
+    lines.append(
+        f"Targets (browser): time step ≤ {TIME_STEP_TARGET_S} s (now {fmt(step, '.3f')} s: "
+        f"{verdict(None if step is None else step <= TIME_STEP_TARGET_S)}); first map ≤ "
+        f"{FIRST_MAP_TARGET_RATIO}× floor (now {fmt(first, '.2f')}×: "
+        f"{verdict(None if first is None else first <= FIRST_MAP_TARGET_RATIO)}); naive / "
+        f"optimised ≥ {NAIVE_TARGET_RATIO:g}×: "
+        + ", ".join(f"{n.removeprefix('naive_')} {fmt(r, '.1f')}× "
+                    f"({verdict(None if r is None else r >= NAIVE_TARGET_RATIO)})"
+                    for n, r in naive.items()))
+    return "\n".join(lines)

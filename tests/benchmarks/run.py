@@ -1049,13 +1049,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         global_args = bench_global.parse_args(["--runs", str(args.runs or 3)]
                                               + (["--json"] if args.json else []))
+        log(f"Global view: in chromium, then in this process; {_load()}")
         with contextlib.redirect_stdout(sys.stderr):
+            try:
+                browser = bench_global.run_browser(global_args)
+            except BenchError as exc:
+                log(f"FAILED the browser part: {exc}")
+                browser = None
             result = bench_global.run(global_args)
+            bench_global.print_table(result)  # the in-process details (stderr)
+        log(f"done; {_load()}")
+        entries = bench_global.entries(result, browser)
         if args.json:
-            print(json.dumps(result))
+            print(json.dumps({"benchmarks": entries}))
         else:
-            bench_global.print_table(result)
-        return 0
+            print(bench_global.report(entries, None if browser is None else browser["blocked"]))
+        return 0 if browser is not None else 1
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="callmip-bench-"))
     try:
