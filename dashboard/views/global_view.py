@@ -304,7 +304,8 @@ class GlobalView(pn.viewable.Viewer):
         # zero size in Panel 1.9.
         panes = [pn.pane.HoloViews(self._panel(i, width), name=f"global-map-{i}",
                                    linked_axes=False) for i in range(n)]
-        return pn.GridBox(*panes, ncols=1 if n == 1 else (2 if n <= 4 else 3))
+        # Two a row: three ran past the right edge of a 1600 px window.
+        return pn.GridBox(*panes, ncols=1 if n == 1 else 2)
 
     def _structure_key(self) -> tuple:
         s = self.selection
