@@ -36,6 +36,29 @@ document's data sources), optimised against naive: the QuadMesh's cost is mostly
 the browser.
 
 Times are medians over ``--runs``, with the range; the machine is shared, so judge ratios.
+
+**In the browser** (:func:`run_browser`, run by ``run.py --global`` before the in-process part):
+three servers — run.py's floor page, ``callmip serve`` on the benchmark archive and the naive
+page (:func:`naive_app`: a BootstrapTemplate that loads the whole cubes per session and draws
+one ``hv.QuadMesh`` per model, no rasterize) — and Debian's chromium (run.py's ``Chromium``:
+every request not to 127.0.0.1 aborted and counted). Each time ends at the last animation
+frame drawn with the document idle and every visible plot finished:
+
+``floor``, ``floor_update``
+    run.py's floor page opened, and its curve swapped by a widget.
+``global_first_map``, ``global_first_map_5_models``
+    ``/?view=global&variable=gpp&time=2010-07&models=…`` (1 and 5 models) in a fresh page,
+    until that many maps are drawn (after one unmeasured warm-up open of each).
+``global_time_step``, ``global_time_step_5_models``, ``global_time_step_robinson``
+    The month slider set from JavaScript (``value`` and ``value_throttled``) on that page.
+``global_projection_change``
+    The Robinson button pressed from JavaScript (Plate Carrée → Robinson).
+``naive_first_map``, ``naive_first_map_5_models``, ``naive_time_step``, ``naive_time_step_5_models``
+    The naive page opened with 1 and 5 models; its month Select changed.
+
+``run.py --global --json`` prints these and the in-process ones (prefixed ``server_``) in
+run.py's contract; naive entries have the optimised one as baseline (ratio = naive /
+optimised), the first maps the floor, the time steps ``floor_update``.
 """
 
 from __future__ import annotations

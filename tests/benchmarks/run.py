@@ -34,7 +34,8 @@ Benchmarks (medians of ``--runs`` measurements, in seconds):
     ``loaders.catalog.build_catalog`` on the archive and on a synthetic 10,000-file tree
     (``bench_catalog.make_tree``), in this process.
 ``--global``: the Global view's section instead (``bench_global.py``): first map, time step
-    and projection change, optimised against the naive QuadMesh / whole-cube path.
+    and projection change, optimised against the naive QuadMesh / whole-cube path, in chromium
+    (with the floor page, ratios printed) and in this process (entries ``server_*``).
 ``peak_memory``
     Peak resident memory of the app servers (process trees, sampled every 0.2 s) over the whole
     browser part.
