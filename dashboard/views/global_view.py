@@ -99,6 +99,7 @@ class GlobalView(pn.viewable.Viewer):
         self._zonal_built: tuple | None = None
         self._zonal_sources: dict = {}
         self._zonal_figure = None
+        self._zonal_hover = None
         self.layer = pn.widgets.Select.from_param(
             s.param.layer, options={label: key for key, label in gq.LAYERS.items()},
             name="Map", width=280)
@@ -413,7 +414,11 @@ class GlobalView(pn.viewable.Viewer):
         return overlay.opts(invert_axes=True) if invert else overlay
 
     def zonal_plot(self, variable: str, time: str, models: list[str]) -> hv.Overlay:
-        """Zonal means of every model, prior (dashed) and posterior (solid)."""
+        """Zonal means of every model, prior (dashed) and posterior (solid), as HoloViews.
+
+        The page draws the profile as a plain Bokeh figure (:meth:`_fill_zonal`, cheaper on a
+        time step); this element is kept for static renderings.
+        """
         frame = gq.zonal_profiles(self.service, variable, time, models)
         units = pretty_units(str(frame["units"].iloc[0])) if len(frame) else ""
         overlay = self._curves(frame, "lat", variable, units, invert=True)
@@ -503,8 +508,9 @@ class GlobalView(pn.viewable.Viewer):
                     line_dash="dashed" if stage == "Prior" else "solid",
                     name=f"{model} {stage}"))
                 self._zonal_sources[(model, stage)] = source
-        fig.add_tools(HoverTool(renderers=renderers, tooltips=[
-            ("", "$name"), ("latitude (°N)", "@lat{0.00}"), ("value", "@value{0.000}")]))
+        self._zonal_hover = HoverTool(renderers=renderers, tooltips=[
+            ("", "$name"), ("latitude (°N)", "@lat{0.00}"), ("value", "@value{0.000}")])
+        fig.add_tools(self._zonal_hover)
         self._zonal_figure = fig
         self._update_zonal()
         self.zonal_holder.objects = [pn.pane.Bokeh(fig, name="global-zonal")]
@@ -527,6 +533,9 @@ class GlobalView(pn.viewable.Viewer):
         label = f"{s.variable} ({units})" if units else s.variable
         if self._zonal_figure.xaxis[0].axis_label != label:
             self._zonal_figure.xaxis.axis_label = label
+            self._zonal_hover.tooltips = [("", "$name"), ("latitude (°N)", "@lat{0.00}"),
+                                          (s.variable, "@value{0.000}" + (f" {units}" if units
+                                                                         else ""))]
 
     def key(self) -> pn.pane.HTML:
         """Colour key of the series: one colour per model, prior dashed, posterior solid.
