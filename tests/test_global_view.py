@@ -243,3 +243,41 @@ def test_the_zonal_profile_follows_the_time_step_and_the_models(archive):
     assert figure.xaxis[0].axis_label == "gpp (gC m⁻² d⁻¹)"
     s.models = ["ALPHA.v1", "BETA.v1"]  # a new set of curves: the figure is rebuilt
     assert view._zonal_figure is not figure and len(view._zonal_sources) == 4
+
+
+@pytest.mark.parametrize("projection", ["PlateCarree", "Robinson"])
+def test_a_time_step_draws_what_the_holoviews_path_draws(archive, projection):
+    """A step replaces the image source directly: the same data as a map opened at that time.
+
+    And a later zoom (the rasterize range stream) draws the new time, not the old one.
+    """
+    from bokeh.models import ColumnDataSource
+
+    def image_source(view) -> ColumnDataSource:
+        plot = next(iter(view._map_panes[0]._plots.values()))[0]
+        return next(sp.handles["source"] for sp in plot.subplots.values()
+                    if "image" in sp.handles.get("source", ColumnDataSource()).data)
+
+    stepped, s = _view(archive, time="2010-06", models=["ALPHA.v1"], projection=projection)
+    _root(stepped)
+    source = image_source(stepped)
+    june = np.array(source.data["image"][0], dtype=float)
+    s.time = "2010-08"
+    assert image_source(stepped) is source  # same glyph, new data
+    assert stepped._step_maps()  # the direct path is the one taken (not the fallback)
+    opened, _ = _view(archive, time="2010-08", models=["ALPHA.v1"], projection=projection)
+    _root(opened)
+    expected = image_source(opened).data
+    for key in ("x", "y", "dw", "dh"):
+        assert source.data[key][0] == pytest.approx(expected[key][0])
+    august = np.asarray(source.data["image"][0], dtype=float)
+    np.testing.assert_allclose(august, np.asarray(expected["image"][0], dtype=float),
+                               equal_nan=True)
+    assert not np.allclose(august, june, equal_nan=True)
+    raster = stepped._rasters[0]
+    ranges = next(st for st in raster.streams if isinstance(st, hv.streams.RangeXY))
+    x0, x1 = expected["x"][0], expected["x"][0] + expected["dw"][0]
+    y0, y1 = expected["y"][0], expected["y"][0] + expected["dh"][0]
+    ranges.event(x_range=(x0, x1), y_range=(y0, y1))  # a zoom to the whole map
+    zoomed = np.asarray(image_source(stepped).data["image"][0], dtype=float)
+    np.testing.assert_allclose(zoomed, august, equal_nan=True)

@@ -100,6 +100,9 @@ class GlobalView(pn.viewable.Viewer):
         self._zonal_sources: dict = {}
         self._zonal_figure = None
         self._zonal_hover = None
+        #: The rasterize DynamicMap of each map (its range and size streams say what is shown).
+        self._rasters: dict[int, hv.DynamicMap] = {}
+        self._map_panes: list[pn.pane.HoloViews] = []
         self.layer = pn.widgets.Select.from_param(
             s.param.layer, options={label: key for key, label in gq.LAYERS.items()},
             name="Map", width=280)
@@ -257,6 +260,7 @@ class GlobalView(pn.viewable.Viewer):
         projection = s.projection
         raster = rasterize(hv.DynamicMap(partial(self._image, index), streams=[self._time_stream]),
                            precompute=True)
+        self._rasters[index] = raster
         diverging = self.maps[index].diverging if index < len(self.maps) else False
         units = pretty_units(self.maps[index].units) if index < len(self.maps) else ""
         raster = raster.opts(cmap=DIVERGING if diverging else SEQUENTIAL, colorbar=True,
@@ -279,6 +283,51 @@ class GlobalView(pn.viewable.Viewer):
             hv.opts.Overlay(title=title, frame_width=width, frame_height=height,
                             fontscale=self.look.fontscale, bgcolor=self.look.bg,
                             shared_axes=False, **gm.projection_opts(projection)))
+
+    def _step_maps(self) -> bool:
+        """A time step drawn without HoloViews' plot update; False if it could not be.
+
+        The new frame of each map is rasterized (the same ``rasterize`` operation, with the
+        ranges and size its streams hold) and put into the map's Bokeh image source, and the
+        colour mapper gets the shared limits. The time stream is updated without an event, so
+        a later zoom rasterizes the new time. Through the HoloViews update, the plot's
+        bookkeeping (ranges, styles, GeoViews' frame update) cost ~0.16 s a map per step.
+        """
+        from bokeh.models import Image as ImageGlyph
+
+        time = self._time_value()
+        targets = []
+        for index, pane in enumerate(self._map_panes):
+            raster = self._rasters.get(index)
+            plots = getattr(pane, "_plots", None) or {}
+            if raster is None or not plots:
+                return False
+            for plot, _ in plots.values():
+                image_plots = [sp for sp in getattr(plot, "subplots", {}).values()
+                               if isinstance(sp.handles.get("glyph"), ImageGlyph)]
+                if len(image_plots) != 1:
+                    return False
+                targets.append((index, raster, image_plots[0]))
+        if not targets:
+            return False
+        self._time_stream.update(time=time)
+        for index, raster, subplot in targets:
+            kwargs = {}
+            for stream in raster.streams:
+                if isinstance(stream, (hv.streams.RangeXY, hv.streams.PlotSize)):
+                    kwargs.update({k: v for k, v in stream.contents.items() if v is not None})
+            frame = rasterize(self._image(index, time), dynamic=False, precompute=True,
+                              **{k: v for k, v in kwargs.items()
+                                 if k in ("x_range", "y_range", "width", "height")})
+            left, bottom, right, top = frame.bounds.lbrt()
+            image = frame.dimension_values(2, flat=False)
+            subplot.handles["source"].data = {
+                "image": [image if 0 not in image.shape else np.array([[np.nan]])],
+                "x": [left], "y": [bottom], "dw": [right - left], "dh": [top - bottom]}
+            mapper = subplot.handles.get("color_mapper")
+            if mapper is not None:
+                mapper.update(low=self.clim[0], high=self.clim[1])
+        return True
 
     def _style(self, element: hv.Image, time: str) -> hv.Image:
         """A rasterized frame with the colour limits shared by the maps of this step."""
@@ -303,8 +352,10 @@ class GlobalView(pn.viewable.Viewer):
         width = 720 if n == 1 else 360
         # One pane per map in a grid: HoloViews Layouts of fixed-frame overlays collapsed to
         # zero size in Panel 1.9.
+        self._rasters = {}
         panes = [pn.pane.HoloViews(self._panel(i, width), name=f"global-map-{i}",
                                    linked_axes=False) for i in range(n)]
+        self._map_panes = panes
         # Two a row: three ran past the right edge of a 1600 px window.
         return pn.GridBox(*panes, ncols=1 if n == 1 else 2)
 
@@ -324,7 +375,7 @@ class GlobalView(pn.viewable.Viewer):
             if self._structure_key() != self._structure:
                 self._structure = self._structure_key()
                 self.map_holder.objects = [self._build_maps()]
-            else:
+            elif not self._step_maps():
                 self._time_stream.event(time=self._time_value())
             if (self._page is not None
                     and tuple(gq.shown_models(self.service, s.models)) != self._series_models):
