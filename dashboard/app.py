@@ -107,6 +107,10 @@ def build_widgets(selection: Selection, service: DataService, *,
                   upload: bool = True) -> list[pn.viewable.Viewable]:
     """Sidebar widgets bound to the session's selection (created per session)."""
     models = service.model_ids()
+    if selection.view == "global":  # models with global runs only can be chosen there too
+        from dashboard import global_queries as gq
+
+        models = models + [m for m in gq.global_models(service) if m not in models]
     sites = queries.site_order(service)
     offered = [v for v in VIEWS if upload or v != "check"]
     view = pn.widgets.RadioButtonGroup.from_param(
@@ -137,11 +141,34 @@ def build_widgets(selection: Selection, service: DataService, *,
     return widgets
 
 
+def url_models(service: DataService, args: dict) -> list[str]:
+    """The models a URL may name: those with global runs in the Global view, else site runs'.
+
+    Parameters
+    ----------
+    service : DataService
+        The session's data service.
+    args : dict
+        The URL's query arguments (``pn.state.session_args``).
+
+    Returns
+    -------
+    list of str
+        Model ids (``<model>.<version>``) the view named by ``args`` can draw.
+    """
+    if _flag(args, "view").strip() == "global":
+        from dashboard import global_queries as gq
+
+        return gq.global_models(service)
+    return service.model_ids()
+
+
 def _bind_url(selection: Selection, service: DataService) -> list[str]:
     """Restore the selection from the URL and keep the URL up to date; return problems."""
     problems = selection_from_query(selection, _session_args(),
                                     sites=list(service.sites["site_id"]),
-                                    models=service.model_ids(), scenarios=service.scenarios())
+                                    models=url_models(service, _session_args()),
+                                    scenarios=service.scenarios())
     location = pn.state.location
     if location is None:
         return problems

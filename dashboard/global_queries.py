@@ -415,6 +415,11 @@ def _chosen(service: Any, models: Sequence[str]) -> list[str]:
     return chosen or available
 
 
+def shown_models(service: Any, models: Sequence[str]) -> list[str]:
+    """The global models drawn for a choice of ``models``: those with global runs, else all."""
+    return _chosen(service, models)
+
+
 def _stage_maps(service: Any, variable: str, stage: str, time: str, models: list[str]
                 ) -> dict[str, xr.DataArray]:
     out = {}
@@ -568,14 +573,25 @@ def zonal_profiles(service: Any, variable: str, time: str, models: Sequence[str]
     for model in _chosen(service, models):
         for stage in ("Prior", "Posterior"):
             run = run_for(service, model, stage)
-            da = reduced_map(service, run, variable, time) if run is not None else None
-            if da is None:
+            if run is None or run_field(service, run, variable) is None:
                 continue
-            profile = zonal_mean(da)
-            values, units = _display(np.asarray(profile.values), da.attrs["units"])
-            rows.append(pd.DataFrame({"model": model, "stage": stage,
-                                      "lat": np.asarray(profile["lat"].values),
-                                      "value": values, "units": units}))
+            key = ("global_zonal", run.source, run.group, variable, time)
+
+            def compute_profile(run: GlobalRun = run) -> pd.DataFrame | None:
+                # A profile is 2 kB: kept per run and time, so a time step the slider comes
+                # back to, or a session opening the same step, does not read the map again.
+                da = reduced_map(service, run, variable, time)
+                if da is None:
+                    return None
+                profile = zonal_mean(da)
+                values, units = _display(np.asarray(profile.values), da.attrs["units"])
+                return pd.DataFrame({"lat": np.asarray(profile["lat"].values),
+                                     "value": values, "units": units})
+
+            frame = _cached(service, key, compute_profile)
+            if frame is not None:
+                rows.append(frame.assign(model=model, stage=stage)[
+                    ["model", "stage", "lat", "value", "units"]])
     return (pd.concat(rows, ignore_index=True) if rows else
             pd.DataFrame(columns=["model", "stage", "lat", "value", "units"]))
 

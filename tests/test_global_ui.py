@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,102 @@ def test_clicking_a_site_marker_opens_the_sites_view(watched, global_url):
     watched.wait_for_function("() => window.location.search.includes('view=sites')",
                               timeout=60000)
     assert "site=US-Ha1" in watched.url
+
+
+def _map_box(page, title_start: str) -> dict:
+    """The page box of the canvas of the map whose title starts with ``title_start``."""
+    return page.evaluate("""(start) => {
+        const plot = [...Bokeh.documents[0].all_models].find(
+            m => m.title && m.title.text && m.title.text.startsWith(start));
+        const r = Bokeh.index.find_one(plot).canvas_view.el.getBoundingClientRect();
+        return {x: r.left, y: r.top, width: r.width, height: r.height};
+    }""", title_start)
+
+
+_IMAGE_SUM_JS = """() => [...Bokeh.documents[0].all_models]
+    .filter(m => m.data && m.data.image && m.data.image.length)
+    .map(m => Array.from(m.data.image[0]).filter(Number.isFinite)
+                   .reduce((a, b) => a + b, 0))
+    .reduce((a, b) => a + b, 0)"""
+
+
+def _image_sum(page) -> float:
+    """Sum of the finite values of every Image glyph's data in the browser's document."""
+    return page.evaluate(_IMAGE_SUM_JS)
+
+
+@pytest.fixture
+def growing_url(tmp_path, monkeypatch):
+    """An archive whose global field is c·(t + 1): August 2010 is 3× June everywhere."""
+    root = build_app_archive(tmp_path / "growing")
+    times = pd.date_range("2010-06-01", periods=3, freq="MS")
+    shape = field_of("zonal")[0].shape
+    for stage in ("Prior", "Posterior"):
+        values = np.stack([np.full(shape, 1e-8 * (t + 1)) for t in range(times.size)])
+        write_run(root / "global", "ALPHA", stage, {"gpp": values}, times=times)
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    with served(root) as url:
+        yield url
+
+
+def test_a_time_step_redraws_the_map_in_the_browser(watched, growing_url):
+    """The month slider moved from JavaScript: new image data arrive and the canvas changes."""
+    global_url = growing_url
+    watched.goto(f"{global_url}/?view=global&variable=gpp&time=2010-06&models=ALPHA.v1")
+    wait_idle(watched, timeout=120)
+    before_sum = _image_sum(watched)
+    box = _map_box(watched, "ALPHA.v1 Posterior")
+    before_png = watched.screenshot(clip=box)
+    moved = watched.evaluate("""() => {
+        const s = [...Bokeh.documents[0].all_models].find(
+            m => m.type === 'Slider' && String(m.title || '').startsWith('Month'));
+        if (!s) return false;
+        s.value = 2; s.value_throttled = 2; return true; }""")
+    assert moved, "no month slider in the page"
+    watched.wait_for_function("() => window.location.search.includes('time=2010-08')",
+                              timeout=60000)
+    # August's image is 3× June's (the URL may change before the new image arrives: wait for
+    # it; a time-out fails the test)
+    watched.wait_for_function(f"() => ({_IMAGE_SUM_JS})() !== {before_sum!r}", timeout=60000)
+    wait_idle(watched, timeout=60)
+    assert _image_sum(watched) == pytest.approx(3 * before_sum, rel=1e-4)
+    assert before_sum == pytest.approx(_drawn_images(watched)[0]["finite"] * 0.864, rel=1e-4)
+    assert watched.screenshot(clip=_map_box(watched, "ALPHA.v1 Posterior")) != before_png
+    assert watched.locator("text=August 2010").count() >= 1
+
+
+def test_the_robinson_hover_shows_degrees(watched, global_url):
+    watched.goto(f"{global_url}/?view=global&variable=gpp&time=2010-06&models=ALPHA.v1"
+                 "&projection=Robinson")
+    wait_idle(watched, timeout=120)
+    from dashboard.views.global_map import project_lonlat
+
+    x, y = project_lonlat(np.array([100.0]), np.array([50.0]), "Robinson")
+    point = watched.evaluate("""([x, y]) => {
+        const plot = [...Bokeh.documents[0].all_models].find(
+            m => m.title && m.title.text && m.title.text.startsWith('ALPHA.v1 Posterior'));
+        const view = Bokeh.index.find_one(plot);
+        const r = view.canvas_view.el.getBoundingClientRect();
+        return {x: r.left + view.frame.x_scale.compute(x),
+                y: r.top + view.frame.y_scale.compute(y)};
+    }""", [float(x[0]), float(y[0])])
+    watched.mouse.move(point["x"] - 3, point["y"] - 3)
+    watched.mouse.move(point["x"], point["y"])
+    label = watched.get_by_text("longitude (°E)").first
+    label.wait_for(state="visible", timeout=30000)
+    text = watched.evaluate("""() => {
+        const found = [];
+        const walk = (root) => {
+            for (const el of root.querySelectorAll('*')) {
+                if (el.shadowRoot) walk(el.shadowRoot);
+                if (el.className && String(el.className).includes('tooltip')
+                    && el.offsetParent !== null) found.push(el.innerText);
+            }
+        };
+        walk(document);
+        return found.join('\\n');
+    }""")
+    values = dict(re.findall(r"(longitude \(°E\)|latitude \(°N\))[:\s]*([-\d.]+)", text))
+    assert float(values["longitude (°E)"]) == pytest.approx(100.0, abs=0.5), text
+    assert float(values["latitude (°N)"]) == pytest.approx(50.0, abs=0.5), text
+    assert "gC m⁻² d⁻¹" in text and "metre" not in text

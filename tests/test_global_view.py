@@ -158,3 +158,126 @@ def test_no_network_access_and_no_cartopy_download(archive, monkeypatch):
         _root(view)
         hv.renderer("bokeh").get_plot(gm.land_outline(projection, "#333333"))
     assert attempts == []
+
+
+def test_a_model_with_only_global_runs_is_accepted_in_a_global_url(tmp_path, monkeypatch):
+    """``?view=global&models=GONLY.v1`` names a model without site runs: kept, not refused."""
+    from dashboard import app as app_module
+
+    root = build_app_archive(tmp_path / "archive")
+    one = field_of("zonal")[0]
+    for stage in ("Prior", "Posterior"):
+        write_run(root / "global", "GONLY", stage,
+                  {"gpp": np.stack([one * 1e-9 + 1e-7] * TIMES.size)}, times=TIMES)
+    monkeypatch.setenv("CALLMIP_CACHE_DIR", str(tmp_path / "cache"))
+    service = DataService(root, cache_mb=64)
+    assert "GONLY.v1" not in service.model_ids()  # no site runs
+    query = {"view": [b"global"], "variable": [b"gpp"], "models": [b"GONLY.v1,NOPE.v1"]}
+    assert "GONLY.v1" in app_module.url_models(service, query)
+    monkeypatch.setattr(app_module, "_session_args", lambda: dict(query))
+    app = app_module.create_app(str(root))
+    assert app.selection.view == "global" and app.selection.models == ["GONLY.v1"]
+    warnings = " ".join(str(getattr(o, "object", "")) for o in app.main.objects[0].objects)
+    assert "NOPE.v1" in warnings and "GONLY.v1" not in warnings
+    picker = next(w for w in app.sidebar.objects
+                  if isinstance(w, pn.widgets.MultiChoice))
+    assert "GONLY.v1" in picker.options and picker.value == ["GONLY.v1"]
+    # the Sites view still validates against the site runs' models
+    sites_query = {"view": [b"sites"], "models": [b"GONLY.v1"]}
+    assert "GONLY.v1" not in app_module.url_models(service, sites_query)
+
+
+@pytest.mark.parametrize("projection", ["PlateCarree", "Robinson"])
+def test_the_map_hover_shows_degrees_and_the_value_with_units(archive, projection):
+    """Robinson's axes are metres: the hover maps the pointer back to lon °E / lat °N."""
+    from bokeh.models import CustomJSHover, HoverTool
+    from bokeh.models import Image as ImageGlyph
+
+    from dashboard.views import global_map as gm
+
+    view, s = _view(archive, time="2010-06", models=["ALPHA.v1"], projection=projection)
+    root = _root(view)
+    hovers = [h for h in root.select({"type": HoverTool})
+              if any(isinstance(r.glyph, ImageGlyph) for r in (h.renderers or []))
+              or h.renderers == "auto"]
+    tooltips = [dict(h.tooltips) for h in hovers if isinstance(h.tooltips, list)]
+    image_tips = [t for t in tooltips if "longitude (°E)" in t]
+    assert image_tips, tooltips
+    tips = image_tips[0]
+    assert tips["latitude (°N)"] == "$y{custom}" and tips["gpp"].endswith(" gC m⁻² d⁻¹")
+    hover = next(h for h in hovers if isinstance(h.tooltips, list)
+                 and "longitude (°E)" in dict(h.tooltips))
+    lon_js = hover.formatters["$x"]
+    assert isinstance(lon_js, CustomJSHover)
+    lats, ys, xs = (lon_js.args[k] for k in ("lats", "ys", "xs"))
+    if projection == "PlateCarree":
+        assert lats == ys == xs == []  # the axes are degrees already
+        return
+    # the tables invert the projection: a point at 100°E, 50°N maps back to it
+    x, y = gm.project_lonlat(np.array([100.0]), np.array([50.0]), projection)
+    lat = np.interp(y[0], ys, lats)
+    lon = 180 * x[0] / np.interp(y[0], ys, xs)
+    assert (lon, lat) == pytest.approx((100.0, 50.0), abs=0.01)
+
+
+def test_the_zonal_profile_follows_the_time_step_and_the_models(archive):
+    """The profile's line sources are replaced in place on a time step (no new figure)."""
+    from dashboard import global_queries as gq
+
+    view, s = _view(archive, time="2010-06", models=["ALPHA.v1"])
+    _root(view)
+    figure = view._zonal_figure
+    assert set(view._zonal_sources) == {("ALPHA.v1", "Prior"), ("ALPHA.v1", "Posterior")}
+    source = view._zonal_sources[("ALPHA.v1", "Posterior")]
+    june = np.asarray(source.data["value"], dtype=float).copy()
+    expected = gq.zonal_profiles(view.service, "gpp", "2010-06", ["ALPHA.v1"])
+    posterior = expected[expected["stage"] == "Posterior"]
+    np.testing.assert_allclose(june, posterior["value"].to_numpy(float))
+    s.time = "2010-08"  # values triple from June to August (plus the constant part)
+    assert view._zonal_figure is figure and view._zonal_sources[("ALPHA.v1", "Posterior")] \
+        is source
+    offset = 1e-7 * 86400 * 1000
+    august = np.asarray(source.data["value"], dtype=float)
+    ok = np.isfinite(june)
+    np.testing.assert_allclose(august[ok] - offset, 3 * (june[ok] - offset), rtol=1e-4)
+    assert figure.xaxis[0].axis_label == "gpp (gC m⁻² d⁻¹)"
+    s.models = ["ALPHA.v1", "BETA.v1"]  # a new set of curves: the figure is rebuilt
+    assert view._zonal_figure is not figure and len(view._zonal_sources) == 4
+
+
+@pytest.mark.parametrize("projection", ["PlateCarree", "Robinson"])
+def test_a_time_step_draws_what_the_holoviews_path_draws(archive, projection):
+    """A step replaces the image source directly: the same data as a map opened at that time.
+
+    And a later zoom (the rasterize range stream) draws the new time, not the old one.
+    """
+    from bokeh.models import ColumnDataSource
+
+    def image_source(view) -> ColumnDataSource:
+        plot = next(iter(view._map_panes[0]._plots.values()))[0]
+        return next(sp.handles["source"] for sp in plot.subplots.values()
+                    if "image" in sp.handles.get("source", ColumnDataSource()).data)
+
+    stepped, s = _view(archive, time="2010-06", models=["ALPHA.v1"], projection=projection)
+    _root(stepped)
+    source = image_source(stepped)
+    june = np.array(source.data["image"][0], dtype=float)
+    s.time = "2010-08"
+    assert image_source(stepped) is source  # same glyph, new data
+    assert stepped._step_maps()  # the direct path is the one taken (not the fallback)
+    opened, _ = _view(archive, time="2010-08", models=["ALPHA.v1"], projection=projection)
+    _root(opened)
+    expected = image_source(opened).data
+    for key in ("x", "y", "dw", "dh"):
+        assert source.data[key][0] == pytest.approx(expected[key][0])
+    august = np.asarray(source.data["image"][0], dtype=float)
+    np.testing.assert_allclose(august, np.asarray(expected["image"][0], dtype=float),
+                               equal_nan=True)
+    assert not np.allclose(august, june, equal_nan=True)
+    raster = stepped._rasters[0]
+    ranges = next(st for st in raster.streams if isinstance(st, hv.streams.RangeXY))
+    x0, x1 = expected["x"][0], expected["x"][0] + expected["dw"][0]
+    y0, y1 = expected["y"][0], expected["y"][0] + expected["dh"][0]
+    ranges.event(x_range=(x0, x1), y_range=(y0, y1))  # a zoom to the whole map
+    zoomed = np.asarray(image_source(stepped).data["image"][0], dtype=float)
+    np.testing.assert_allclose(zoomed, august, equal_nan=True)

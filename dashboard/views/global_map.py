@@ -14,7 +14,7 @@ feature is ever used.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import cartopy  # noqa: I001  (configured before geoviews imports it)
@@ -165,6 +165,85 @@ def site_element(lon: np.ndarray, lat: np.ndarray, labels: dict[str, list], proj
         return hv.Points({"glon": x, "glat": y, **labels}, kdims=[LON, LAT], vdims=vdims)
     data = {"x": x, "y": y, **labels}
     return gv.Points(data, kdims=["x", "y"], vdims=vdims, crs=crs(projection))
+
+
+#: Latitudes of the tables that map a projected point back to degrees in the hover (0.1°).
+_HOVER_LATS = np.linspace(-90.0, 90.0, 1801)
+
+#: JavaScript of the hover's longitude and latitude: ``ys`` (ascending) are the projected y of
+#: the latitudes ``lats`` on the central meridian, ``xs`` the projected x of longitude 180° at
+#: each latitude (pseudo-cylindrical projections: x is proportional to the longitude along a
+#: parallel). Plate Carrée passes no tables: x and y are degrees already.
+_HOVER_JS = """
+const x = special_vars.x, y = special_vars.y;
+let lon = x, lat = y;
+if (ys.length > 0) {
+  if (!(y >= ys[0] && y <= ys[ys.length - 1])) return "–";
+  let lo = 0, hi = ys.length - 1;
+  while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (ys[mid] <= y) lo = mid; else hi = mid; }
+  const f = ys[hi] > ys[lo] ? (y - ys[lo]) / (ys[hi] - ys[lo]) : 0;
+  lat = lats[lo] + f * (lats[hi] - lats[lo]);
+  const edge = xs[lo] + f * (xs[hi] - xs[lo]);
+  lon = edge > 0 ? 180 * x / edge : NaN;
+}
+if (!(Math.abs(lon) <= 180 && Math.abs(lat) <= 90)) return "–";
+const v = WHAT === "lon" ? lon : lat;
+return v.toFixed(2) + (WHAT === "lon" ? (v < 0 ? " (" + (-v).toFixed(2) + "°W)" : "")
+                                      : (v < 0 ? " (" + (-v).toFixed(2) + "°S)" : ""));
+"""
+
+
+@lru_cache(maxsize=4)
+def _hover_tables(projection: str) -> tuple[list[float], list[float], list[float]]:
+    """(lats, ys, xs) of :data:`_HOVER_JS` for ``projection`` (empty for Plate Carrée)."""
+    if projection == "PlateCarree":
+        return [], [], []
+    lats = _HOVER_LATS
+    _, ys = project_lonlat(np.zeros_like(lats), lats, projection)
+    xs, _ = project_lonlat(np.full_like(lats, 180.0), lats, projection)
+    return lats.tolist(), ys.tolist(), xs.tolist()
+
+
+def hover_options(projection: str, label: str, units: str) -> dict:
+    """Hover options of a map: longitude °E, latitude °N and the value with its units.
+
+    The map's axes are in the projection's coordinates (metres for Robinson); the hover maps
+    the pointer back to degrees in the browser (a Bokeh ``CustomJSHover`` with the
+    projection's tables, :func:`_hover_tables`). New formatter models on every call: a Bokeh
+    model belongs to one document (session).
+
+    Parameters
+    ----------
+    projection : str
+        A projection offered (``PlateCarree``, ``Robinson``).
+    label, units : str
+        The value's name and units (shown after the value).
+
+    Returns
+    -------
+    dict
+        ``hover_tooltips`` and ``hover_formatters`` for HoloViews' ``.opts``.
+    """
+    from bokeh.models import CustomJSHover
+
+    lats, ys, xs = _hover_tables(projection)
+    formatters = {
+        field: CustomJSHover(args={"lats": lats, "ys": ys, "xs": xs},
+                             code=_HOVER_JS.replace("WHAT", f'"{what}"'))
+        for field, what in (("$x", "lon"), ("$y", "lat"))}
+    unit = f" {units}" if units else ""
+    tooltips = [("longitude (°E)", "$x{custom}"), ("latitude (°N)", "$y{custom}"),
+                (label, "@image{0.000}" + unit)]
+    # GeoViews rewrites a projected map's tooltips to its x/y dimensions on every frame: the
+    # hook (run after it) puts ours back. It holds only the list, never a view.
+    return {"hover_tooltips": tooltips, "hover_formatters": formatters,
+            "hooks": [partial(_keep_tooltips, tooltips)]}
+
+
+def _keep_tooltips(tooltips: list[tuple[str, str]], plot: object, element: object) -> None:
+    hover = getattr(plot, "handles", {}).get("hover")
+    if hover is not None and list(hover.tooltips or []) != tooltips:
+        hover.tooltips = tooltips
 
 
 def projection_opts(projection: str) -> dict:

@@ -36,12 +36,37 @@ document's data sources), optimised against naive: the QuadMesh's cost is mostly
 the browser.
 
 Times are medians over ``--runs``, with the range; the machine is shared, so judge ratios.
+
+**In the browser** (:func:`run_browser`, run by ``run.py --global`` before the in-process part):
+three servers — run.py's floor page, ``callmip serve`` on the benchmark archive and the naive
+page (:func:`naive_app`: a BootstrapTemplate that loads the whole cubes per session and draws
+one ``hv.QuadMesh`` per model, no rasterize) — and Debian's chromium (run.py's ``Chromium``:
+every request not to 127.0.0.1 aborted and counted). Each time ends at the last animation
+frame drawn with the document idle and every visible plot finished:
+
+``floor``, ``floor_update``
+    run.py's floor page opened (``--runs`` times at the start and once more before each
+    iteration of the Global view's measurements), and its curve swapped by a widget.
+``global_first_map``, ``global_first_map_5_models``
+    ``/?view=global&variable=gpp&time=2010-07&models=…`` (1 and 5 models) in a fresh page,
+    until that many maps are drawn (after one unmeasured warm-up open of each).
+``global_time_step``, ``global_time_step_5_models``, ``global_time_step_robinson``
+    The month slider set from JavaScript (``value`` and ``value_throttled``) on that page.
+``global_projection_change``
+    The Robinson button pressed from JavaScript (Plate Carrée → Robinson).
+``naive_first_map``, ``naive_first_map_5_models``, ``naive_time_step``, ``naive_time_step_5_models``
+    The naive page opened with 1 and 5 models; its month Select changed.
+
+``run.py --global --json`` prints these and the in-process ones (prefixed ``server_``) in
+run.py's contract; naive entries have the optimised one as baseline (ratio = naive /
+optimised), the first maps the floor, the time steps ``floor_update``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -359,3 +384,459 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- in the browser ---------------------------------------------------------------------------
+#: Boot line of the naive page's server (a subprocess, like run.py's floor).
+NAIVE_BOOT = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='callmip_bench_naive')"
+              "['serve_naive'](sys.argv[2], int(sys.argv[3]))")
+#: Months the time steps visit (July 2010 is the first map's).
+STEP_MONTHS = ["2010-08", "2010-09", "2010-10", "2010-11", "2010-12", "2011-01"]
+
+#: Installed before the page's scripts (beside _browser.INIT_JS): the first animation frame at
+#: which Bokeh's document is idle and at least ``?maps=N`` visible map plots (a renderer
+#: drawing an Image, Quad or QuadMesh glyph) have finished drawing: ``__benchMaps``.
+MAPS_JS = """
+(() => {
+  const want = Number(new URLSearchParams(window.location.search).get('bench_maps') || '1');
+  const isMap = (v) => v.model && Array.isArray(v.model.renderers) && v.model.renderers.some(
+      (r) => r.glyph && ['Image', 'Quad', 'QuadMesh', 'ImageRGBA'].includes(r.glyph.type));
+  const tick = () => {
+    try {
+      const B = window.Bokeh;
+      if (B && B.documents && B.documents.length > 0 && B.index && B.documents[0].is_idle
+          && window.__benchPlotViews) {
+        const maps = window.__benchPlotViews().filter(window.__benchVisible).filter(isMap);
+        if (maps.length >= want && maps.every((v) => v.has_finished())) {
+          window.__benchMaps = performance.now();
+          return;
+        }
+      }
+    } catch (error) { /* Bokeh is still loading */ }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})();
+"""
+
+#: After watch_updates: on every frame, keep the time of the last frame at which some visible
+#: plot had not finished drawing or the document was busy (``__benchBusyAt``), and of the first
+#: frame after it at which all were drawn and the document idle (``__benchReadyAt``).
+READY_JS = """
+() => {
+  window.__benchBusyAt = 0;
+  window.__benchReadyAt = 0;
+  window.__benchFirstChange = 0;
+  Bokeh.documents[0].on_change((event) => {
+    const m = event.model;
+    if (!window.__benchFirstChange && !(m && (m.name === 'busy_indicator'
+        || String(m.type).endsWith('Location') || m.id === window.__benchIgnore))) {
+      window.__benchFirstChange = performance.now();
+    }
+  });
+  const tick = () => {
+    try {
+      const doc = Bokeh.documents[0];
+      const now = performance.now();
+      const ok = doc.is_idle && window.__benchPlotViews().filter(window.__benchVisible)
+          .every((v) => v.has_finished());
+      if (!ok) window.__benchBusyAt = now;
+      else if (window.__benchReadyAt <= window.__benchBusyAt) window.__benchReadyAt = now;
+    } catch (error) { window.__benchBusyAt = performance.now(); }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}
+"""
+
+#: Set a Bokeh model's properties from JavaScript as a user would (the Global view's month
+#: slider: ``value`` and ``value_throttled``; its projection buttons: ``active``); returns the
+#: start time, or null when no model matches ``[kind, label]``.
+SET_MODEL_JS = """
+([kind, label, props]) => {
+  const models = [...Bokeh.documents[0].all_models];
+  const model = kind === 'slider'
+      ? models.find((m) => m.type === 'Slider' && String(m.title || '').startsWith(label))
+      : models.find((m) => Array.isArray(m.labels) && m.labels.includes(label)
+                           && m.active !== undefined);
+  if (!model) return null;
+  window.__benchIgnore = model.id;
+  window.__benchChanges = 0;
+  const start = performance.now();
+  window.__benchDrawn = start;
+  window.__benchBusyAt = start;
+  window.__benchReadyAt = 0;
+  window.__benchFirstChange = 0;
+  for (const [key, value] of Object.entries(props)) model[key] = value;
+  return start;
+}
+"""
+
+#: The update is over: a change arrived, the frames that followed it are drawn, every visible
+#: plot has finished drawing and nothing changed for ``quiet`` ms.
+DONE_JS = """
+(quiet) => window.__benchChanges > 0 && window.__benchPending === 0
+    && Bokeh.documents[0].is_idle && window.__benchReadyAt > window.__benchBusyAt
+    && performance.now() - Math.max(window.__benchDrawn, window.__benchReadyAt) > quiet
+"""
+
+
+#: (seconds until the first document change arrived, seconds after it) of each timed update.
+_SPLITS: list[tuple[float, float]] = []
+
+
+def _bench_run():
+    """run.py as a module (it puts this folder on sys.path and imports ``_browser``)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import run
+
+    return run
+
+
+def naive_app() -> object:
+    """The naive page: whole cubes loaded per session, one ``hv.QuadMesh`` per model.
+
+    The query's ``models=N`` sets the number of models (the first N of the archive); a Select
+    of months (``2001-01`` …) in the sidebar sets the time step of every mesh.
+    """
+    import holoviews as hv
+    import panel as pn
+
+    from dashboard import global_queries as gq
+    from dashboard.service import DataService
+    from tests.benchmarks._browser import COMPLETE_CLASS
+
+    args = pn.state.session_args or {}
+    n = int((args.get("models") or [b"1"])[-1])
+    service = DataService(_NAIVE_ROOT[0], cache_mb=64)
+    cubes = []
+    for model in gq.global_models(service)[:n]:
+        run = gq.run_for(service, model, "Posterior")
+        cubes.append(gq.run_field(service, run, "gpp").load())  # the whole cube, per session
+    months = [f"{t:%Y-%m}" for t in pd.DatetimeIndex(cubes[0]["time"].values)]
+    select = pn.widgets.Select(name="Month", options=months, value="2010-07")
+
+    def mesh(month: str, index: int) -> hv.QuadMesh:
+        da = cubes[index]
+        values = da.sel(time=month).values[0] * 86400 * 1000
+        return hv.QuadMesh((da["lon"].values, da["lat"].values, values)).opts(
+            cmap="viridis", colorbar=True, tools=["hover"], frame_width=720 if n == 1 else 360,
+            frame_height=300 if n == 1 else 150)
+
+    panes = [pn.pane.HoloViews(hv.DynamicMap(pn.bind(mesh, select, i)), linked_axes=False)
+             for i in range(n)]
+    main = pn.GridBox(*panes, ncols=1 if n == 1 else 2, css_classes=[COMPLETE_CLASS])
+    return pn.template.BootstrapTemplate(title="Naive global", sidebar=[select], main=[main])
+
+
+_NAIVE_ROOT: list[str] = []
+
+
+def serve_naive(root: str, port: int) -> None:
+    """Serve :func:`naive_app` on ``127.0.0.1:port`` until killed (runs in a subprocess)."""
+    import holoviews as hv
+    import panel as pn
+
+    sys.path.insert(0, str(REPO))
+    _NAIVE_ROOT[:] = [root]
+    hv.extension("bokeh", logo=False)
+    pn.serve({"/": naive_app}, port=port, address="127.0.0.1", show=False,
+             websocket_origin=[f"127.0.0.1:{port}"], liveness=True, title="Naive")
+
+
+async def _open_maps(chromium, url: str, maps: int, timeout_s: float) -> tuple[float, object]:
+    """Open ``url`` in a fresh page; seconds until ``maps`` maps are drawn; the page (open)."""
+    bench_run = _bench_run()
+    BenchError, close_page = bench_run.BenchError, bench_run.close_page
+
+    page = await chromium.new_page()
+    await page.context.add_init_script(MAPS_JS)
+    sep = "&" if "?" in url else "?"
+    start = time.time()
+    try:
+        await page.goto(f"{url}{sep}bench_maps={maps}", wait_until="commit",
+                        timeout=timeout_s * 1000)
+        await page.wait_for_function("() => window.__benchMaps !== undefined",
+                                     timeout=timeout_s * 1000, polling=100)
+    except Exception as exc:
+        await close_page(page)
+        raise BenchError(f"{url}: {maps} map(s) not drawn within {timeout_s:.0f} s "
+                         f"({str(exc).splitlines()[0]})") from exc
+    drawn = await page.evaluate("() => performance.timeOrigin + window.__benchMaps")
+    return drawn / 1000 - start, page
+
+
+async def _timed_update(page, setter: tuple, *, quiet_ms: int, timeout_s: float) -> float:
+    """Run ``SET_MODEL_JS`` with ``setter`` (or a Select's value); seconds until drawn."""
+    bench_run = _bench_run()
+    BenchError, switch_timed = bench_run.BenchError, bench_run.switch_timed
+
+    if setter[0] == "select":
+        start = await page.evaluate(
+            "([probe, v]) => { const m = [...Bokeh.documents[0].all_models].find((m) =>"
+            " Array.isArray(m.options) && m.options.includes(probe)); if (!m) return null;"
+            " window.__benchIgnore = m.id; window.__benchChanges = 0;"
+            " const s = performance.now(); window.__benchDrawn = s; window.__benchBusyAt = s;"
+            " window.__benchReadyAt = 0; m.value = v; return s; }", [setter[1], setter[2]])
+        if start is None:  # pragma: no cover - the naive page always has its Select
+            return await switch_timed(page, setter[1], setter[2], quiet_ms=quiet_ms)
+    else:
+        start = await page.evaluate(SET_MODEL_JS, list(setter))
+    if start is None:
+        raise BenchError(f"no widget for {setter!r} in the page")
+    try:
+        await page.wait_for_function(DONE_JS, arg=quiet_ms, timeout=timeout_s * 1000,
+                                     polling=100)
+    except Exception as exc:
+        raise BenchError(f"{setter!r}: no finished update within {timeout_s:.0f} s "
+                         f"({str(exc).splitlines()[0]})") from exc
+    end, first = await page.evaluate(
+        "() => [Math.max(window.__benchDrawn, window.__benchReadyAt), window.__benchFirstChange]")
+    if first:  # where the time went: until the first change arrived, and after it
+        _SPLITS.append(((first - start) / 1000, (end - first) / 1000))
+    return (end - start) / 1000
+
+
+async def _prepare_updates(page, quiet_ms: int) -> None:
+    bench_run = _bench_run()
+    settle, watch_updates = bench_run.settle, bench_run.watch_updates
+
+    await settle(page, quiet_ms=quiet_ms)
+    await watch_updates(page)
+    await page.evaluate(READY_JS)
+
+
+def _month_index(month: str) -> int:
+    stamp = pd.Timestamp(month + "-01")
+    return (stamp.year - 2001) * 12 + stamp.month - 1
+
+
+async def browser_measure(cfg, chromium, servers: dict, samples: dict[str, list[float]],
+                          models: list[str], log_fn) -> None:
+    """The browser benchmarks (see :func:`run_browser`); samples appended to ``samples``."""
+    bench_run = _bench_run()
+    close_page = bench_run.close_page
+
+    def add(name: str, value: float) -> None:
+        samples.setdefault(name, []).append(value)
+        log_fn(f"{name}: {value:.3f} s")
+
+    quiet, timeout = cfg.quiet_ms, cfg.open_timeout_s
+    floor_results = bench_run.Results()
+    await bench_run.bench_floor(cfg, chromium, servers["floor"], floor_results)
+    for name in ("floor", "floor_update"):
+        samples[name] = list(floor_results.samples.get(name, []))
+    app = servers["app"].url
+    one = f"{app}?view=global&variable=gpp&time=2010-07&models={models[0]}"
+    five = f"{app}?view=global&variable=gpp&time=2010-07&models={','.join(models)}"
+    for url, maps in ((one, 1), (five, len(models))):  # warm-up (imports, first renders)
+        _, page = await _open_maps(chromium, url, maps, timeout)
+        await close_page(page)
+    for k in range(cfg.runs):
+        # The floor again, beside each measurement: the load of a shared machine changes within
+        # a run, and the first map is judged against a floor measured at the same time.
+        floor_open = await bench_run.open_fresh(chromium, servers["floor"].url,
+                                                timeout_s=timeout, complete=False)
+        add("floor", floor_open.first_plot_s)
+        seconds, page = await _open_maps(chromium, one, 1, timeout)
+        add("global_first_map", seconds)
+        try:
+            await _prepare_updates(page, quiet)
+            month = STEP_MONTHS[k % len(STEP_MONTHS)]
+            add("global_time_step", await _timed_update(
+                page, ("slider", "Month", {"value": _month_index(month),
+                                            "value_throttled": _month_index(month)}),
+                quiet_ms=quiet, timeout_s=timeout))
+            add("global_projection_change", await _timed_update(
+                page, ("buttons", "Robinson", {"active": 1}), quiet_ms=quiet,
+                timeout_s=timeout))
+            month = STEP_MONTHS[(k + 1) % len(STEP_MONTHS)]
+            add("global_time_step_robinson", await _timed_update(
+                page, ("slider", "Month", {"value": _month_index(month),
+                                            "value_throttled": _month_index(month)}),
+                quiet_ms=quiet, timeout_s=timeout))
+        finally:
+            await close_page(page)
+        seconds, page = await _open_maps(chromium, five, len(models), timeout)
+        add("global_first_map_5_models", seconds)
+        try:
+            await _prepare_updates(page, quiet)
+            month = STEP_MONTHS[k % len(STEP_MONTHS)]
+            add("global_time_step_5_models", await _timed_update(
+                page, ("slider", "Month", {"value": _month_index(month),
+                                            "value_throttled": _month_index(month)}),
+                quiet_ms=quiet, timeout_s=timeout))
+        finally:
+            await close_page(page)
+    naive = servers["naive"].url
+    _, page = await _open_maps(chromium, f"{naive}?models=1", 1, timeout)  # warm-up
+    await close_page(page)
+    for k in range(cfg.runs):
+        for n, suffix in ((1, ""), (len(models), "_5_models")):
+            seconds, page = await _open_maps(chromium, f"{naive}?models={n}", n, timeout)
+            add(f"naive_first_map{suffix}", seconds)
+            try:
+                await _prepare_updates(page, quiet)
+                month = STEP_MONTHS[k % len(STEP_MONTHS)]
+                add(f"naive_time_step{suffix}", await _timed_update(
+                    page, ("select", "2010-07", month), quiet_ms=quiet, timeout_s=timeout))
+            finally:
+                await close_page(page)
+
+
+def run_browser(args: argparse.Namespace) -> dict:
+    """Measure the Global view in chromium against the floor and the naive page.
+
+    Starts three servers (run.py's floor page, ``callmip serve`` on the benchmark archive,
+    the naive page) and measures, in fresh pages: ``floor``/``floor_update``; the Global
+    view's first map with 1 and 5 models (``?view=global&variable=gpp&time=2010-07``), a time
+    step (the month slider set from JavaScript) with 1 and 5 maps, a projection change
+    (Plate Carrée → Robinson) and a Robinson time step; the naive page's first map and time
+    step with 1 and 5 models. Every time ends at the last frame drawn with the page idle.
+
+    Returns
+    -------
+    dict
+        ``samples`` (name → seconds), ``blocked`` (requests that tried to leave the machine)
+        and ``peaks`` (server name → peak RSS of its process tree, MB).
+    """
+    import asyncio
+    import tempfile
+
+    bench_run = _bench_run()
+    Chromium = bench_run.Chromium
+
+    root = write_archive(Path(args.out), models=args.models, years=args.years,
+                         resolution=args.resolution)
+    models = [f"BENCH{m}.v1" for m in range(args.models)]
+    executable, chromium_args = bench_run.chromium_setup()
+    tmp = Path(tempfile.mkdtemp(prefix="callmip-bench-global-"))
+    ns = argparse.Namespace(runs=args.runs, quick=False, serve_arg=[])
+    cfg = bench_run.make_config(ns, str(root), tmp / "cache")
+    cfg.open_timeout_s = 300
+    port = bench_run.free_port()
+    servers = {
+        "floor": bench_run.floor_server(cfg),
+        "app": bench_run.app_server(cfg, "global app"),
+        "naive": bench_run.Server("naive", [sys.executable, "-c", NAIVE_BOOT,
+                                            str(Path(__file__).resolve()), str(root),
+                                            str(port)], port, cfg.env, prints_url=False),
+    }
+    samples: dict[str, list[float]] = {}
+    chromium = Chromium(executable, chromium_args)
+
+    async def go() -> None:
+        await chromium.start()
+        try:
+            await browser_measure(cfg, chromium, servers, samples, models, log)
+        finally:
+            await chromium.close()
+
+    try:
+        for server in servers.values():
+            server.start()
+        failed = bench_run.wait_servers(list(servers.values()), cfg)
+        if failed:
+            raise bench_run.BenchError(f"servers did not start: {failed}")
+        asyncio.run(go())
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    peaks = {name: s.sampler.overall_peak / 2**20 for name, s in servers.items() if s.sampler}
+    return {"samples": samples, "blocked": sum(chromium.blocked.values()), "peaks": peaks}
+
+
+# --- the report of run.py --global ------------------------------------------------------------
+#: Browser entries: name → baseline (ratio = name / baseline; naive entries: naive / optimised).
+BROWSER_PLAN: list[tuple[str, str | None]] = [
+    ("floor", None), ("floor_update", None),
+    ("global_first_map", "floor"), ("global_first_map_5_models", "floor"),
+    ("global_time_step", "floor_update"), ("global_time_step_5_models", "floor_update"),
+    ("global_projection_change", "floor_update"), ("global_time_step_robinson", "floor_update"),
+    ("naive_first_map", "global_first_map"),
+    ("naive_first_map_5_models", "global_first_map_5_models"),
+    ("naive_time_step", "global_time_step"),
+    ("naive_time_step_5_models", "global_time_step_5_models"),
+]
+#: In-process entries (prefixed ``server_``) and their baselines.
+SERVER_PLAN: list[tuple[str, str | None]] = [
+    ("global_floor", None), ("global_first_map", "global_floor"),
+    ("global_time_step_first", None), ("global_time_step", None),
+    ("global_time_step_robinson", None), ("global_time_step_5_maps", None),
+    ("global_projection_first", None), ("global_projection", None),
+    ("global_first_map_5_maps", "global_floor"), ("netcdf_time_step", "global_time_step"),
+    ("naive_first_map", "global_first_map"), ("naive_first_map_5_maps", "global_first_map_5_maps"),
+    ("naive_time_step", "global_time_step"), ("naive_time_step_5_maps", "global_time_step_5_maps"),
+]
+TIME_STEP_TARGET_S = 0.3
+FIRST_MAP_TARGET_RATIO = 1.5
+NAIVE_TARGET_RATIO = 5.0
+
+
+def entries(server: dict | None, browser: dict | None) -> list[dict]:
+    """run.py's report entries (exactly its KEYS) from :func:`run` and :func:`run_browser`."""
+    bench_run = _bench_run()
+    out = []
+    if browser is not None:
+        samples, peaks = browser["samples"], browser["peaks"]
+
+        def value(name: str | None) -> float | None:
+            return statistics.median(samples[name]) if name and samples.get(name) else None
+
+        def peak(name: str) -> float | None:
+            server_name = ("floor" if name.startswith("floor") else
+                           "naive" if name.startswith("naive") else "app")
+            return peaks.get(server_name)
+
+        out += [bench_run._entry(name, value(name), base, value(base), peak(name))
+                for name, base in BROWSER_PLAN]
+    if server is not None:
+        stats = server["benchmarks"]
+
+        def med(name: str | None) -> float | None:
+            return stats[name]["median_s"] if name and name in stats else None
+
+        out += [bench_run._entry(f"server_{name}", med(name),
+                                 f"server_{base}" if base else None, med(base), None)
+                for name, base in SERVER_PLAN]
+    return out
+
+
+def report(rows: list[dict], blocked: int | None = None) -> str:
+    """The human-readable table of :func:`entries` with the targets and the verdicts."""
+    bench_run = _bench_run()
+    fmt = bench_run._fmt
+    header = (f"{'name':<34} {'median (s)':>10}  {'baseline':<32} {'base (s)':>9}"
+              f" {'ratio':>7} {'peak RSS (MB)':>13}")
+    lines = [header, "-" * len(header)]
+    for e in rows:
+        lines.append(f"{e['name']:<34} {fmt(e['median_s'], '.3f'):>10}  "
+                     f"{e['baseline'] or '—':<32} {fmt(e['baseline_median_s'], '.3f'):>9} "
+                     f"{fmt(e['ratio'], '.2f'):>7} {fmt(e['peak_rss_mb'], '.0f'):>13}")
+    if blocked is not None:
+        lines.append(f"Non-local requests blocked in chromium: {blocked}")
+    by = {e["name"]: e for e in rows}
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else ("met" if ok else "MISSED")
+
+    def get(name: str, key: str) -> float | None:
+        return by.get(name, {}).get(key)
+
+    step = get("global_time_step", "median_s")
+    first = get("global_first_map", "ratio")
+    naive = {n: get(n, "ratio") for n in ("naive_first_map", "naive_first_map_5_models",
+                                          "naive_time_step", "naive_time_step_5_models")}
+    lines.append(
+        f"Targets (browser): time step ≤ {TIME_STEP_TARGET_S} s (now {fmt(step, '.3f')} s: "
+        f"{verdict(None if step is None else step <= TIME_STEP_TARGET_S)}); first map ≤ "
+        f"{FIRST_MAP_TARGET_RATIO}× floor (now {fmt(first, '.2f')}×: "
+        f"{verdict(None if first is None else first <= FIRST_MAP_TARGET_RATIO)}); naive / "
+        f"optimised ≥ {NAIVE_TARGET_RATIO:g}×: "
+        + ", ".join(f"{n.removeprefix('naive_')} {fmt(r, '.1f')}× "
+                    f"({verdict(None if r is None else r >= NAIVE_TARGET_RATIO)})"
+                    for n, r in naive.items()))
+    return "\n".join(lines)

@@ -37,7 +37,8 @@ Benchmarks (medians of ``--runs`` measurements, in seconds):
     ``loaders.catalog.build_catalog`` on the archive and on a synthetic 10,000-file tree
     (``bench_catalog.make_tree``), in this process.
 ``--global``: the Global view's section instead (``bench_global.py``): first map, time step
-    and projection change, optimised against the naive QuadMesh / whole-cube path.
+    and projection change, optimised against the naive QuadMesh / whole-cube path, in chromium
+    (with the floor page, ratios printed) and in this process (entries ``server_*``).
 ``peak_memory``
     Peak resident memory of the app servers (process trees, sampled every 0.2 s) over the whole
     browser part.
@@ -1070,13 +1071,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         global_args = bench_global.parse_args(["--runs", str(args.runs or 3)]
                                               + (["--json"] if args.json else []))
+        log(f"Global view: in chromium, then in this process; {_load()}")
         with contextlib.redirect_stdout(sys.stderr):
+            try:
+                browser = bench_global.run_browser(global_args)
+            except BenchError as exc:
+                log(f"FAILED the browser part: {exc}")
+                browser = None
             result = bench_global.run(global_args)
+            bench_global.print_table(result)  # the in-process details (stderr)
+        log(f"done; {_load()}")
+        entries = bench_global.entries(result, browser)
         if args.json:
-            print(json.dumps(result))
+            print(json.dumps({"benchmarks": entries}))
         else:
-            bench_global.print_table(result)
-        return 0
+            print(bench_global.report(entries, None if browser is None else browser["blocked"]))
+        return 0 if browser is not None else 1
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="callmip-bench-"))
     try:
