@@ -360,14 +360,13 @@ async def open_simultaneously(chromium: Chromium, url: str, n: int,
     The pages are created first; then all navigations start together and each is timed
     (:func:`open_timed` ``options``) from that common start.
     """
-    pages = [await chromium.new_page() for _ in range(n)]
+    pages = list(await asyncio.gather(*(chromium.new_page() for _ in range(n))))
     try:
         start = time.time()
         return list(await asyncio.gather(
             *(open_timed(p, url, start=start, **options) for p in pages)))
-    finally:
-        for page in pages:
-            await close_page(page)
+    finally:  # together: one at a time took seconds (each context ends its live session)
+        await asyncio.gather(*(close_page(page) for page in pages), return_exceptions=True)
 
 
 async def settle(page: Any, *, quiet_ms: int, timeout_s: float = 120.0) -> bool:
