@@ -113,6 +113,17 @@ def test_a_click_shows_the_cell_series_and_a_site_opens_the_sites_view(archive):
     assert s.view == "sites" and s.site == "US-Ha1"
 
 
+def test_before_a_click_the_cell_plot_spans_the_runs_in_their_units(archive):
+    # An empty plot once showed a 1 ms time axis around 1970 and "gpp []".
+    view, _ = _view(archive, time="2010-06")
+    _root(view)
+    plot = view.cell_plot("gpp", [], np.nan, np.nan)
+    options = plot.opts.get().kwargs
+    assert options["xlim"] == (view.times[0], view.times[-1])
+    figure = hv.render(plot)
+    assert "gC m" in figure.yaxis[0].axis_label and "[]" not in figure.yaxis[0].axis_label
+
+
 def test_robinson_projects_the_grid_once_and_clicks_map_back(archive):
     from dashboard.views import global_map as gm
 

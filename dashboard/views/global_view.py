@@ -349,7 +349,8 @@ class GlobalView(pn.viewable.Viewer):
         n = len(self.maps)
         if n == 0:
             return pn.Spacer(height=10)
-        width = 720 if n == 1 else 360
+        # Two a row fit beside the sidebar of a 1400 px window (360 ran past its right edge).
+        width = 720 if n == 1 else 320
         # One pane per map in a grid: HoloViews Layouts of fixed-frame overlays collapsed to
         # zero size in Panel 1.9.
         self._rasters = {}
@@ -502,11 +503,16 @@ class GlobalView(pn.viewable.Viewer):
                          f"{frame['cell_lon'].iloc[0]:.2f}° (nearest cell)")
             else:
                 title = f"No grid cell at {lat:.2f}°, {lon:.2f}°"
-        units = pretty_units(str(frame["units"].iloc[0])) if len(frame) else ""
+        if len(frame):
+            units = pretty_units(str(frame["units"].iloc[0]))
+        else:  # before a click: the runs' units and time span, not an empty 1 ms axis
+            units = pretty_units(self.maps[0].units) if self.maps else ""
         overlay = self._curves(frame, "time", variable, units)
+        span = ({"xlim": (self.times[0], self.times[-1])}
+                if not len(frame) and len(self.times) > 1 else {})
         return overlay.opts(hv.opts.Overlay(
             title=title, responsive=True, height=260, show_legend=False,
-            shared_axes=False, fontscale=self.look.fontscale, bgcolor=self.look.bg))
+            shared_axes=False, fontscale=self.look.fontscale, bgcolor=self.look.bg, **span))
 
     # -- page ------------------------------------------------------------------------------
     def controls(self) -> pn.Row:
