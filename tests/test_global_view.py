@@ -113,6 +113,26 @@ def test_a_click_shows_the_cell_series_and_a_site_opens_the_sites_view(archive):
     assert s.view == "sites" and s.site == "US-Ha1"
 
 
+def test_a_clicked_cell_is_drawn_with_its_own_value_range(archive):
+    # The clicked cell's series once kept the empty first frame's ranges (a 1 ms time axis,
+    # values 0-1), so the browser drew nothing; the rendered Bokeh figure must span the data.
+    from bokeh.models import Plot
+
+    view, _ = _view(archive, time="2010-06")
+    root = _root(view)
+    view.select_cell(100.0, 50.0)
+    (figure,) = [p for p in root.select({"type": Plot})
+                 if p.title is not None and "nearest cell" in str(p.title.text)]
+    values = np.concatenate([c.dimension_values(1) for c in view.cell_plot("gpp", [], 100.0, 50.0)])
+    values = values[np.isfinite(values)]
+    assert values.size
+    y = figure.y_range
+    assert y.start <= values.min() and y.end >= values.max()
+    x = figure.x_range
+    day_ms = 86_400_000
+    assert x.end - x.start > 300 * day_ms  # the whole record, not a 1 ms axis
+
+
 def test_before_a_click_the_cell_plot_spans_the_runs_in_their_units(archive):
     # An empty plot once showed a 1 ms time axis around 1970 and "gpp []".
     view, _ = _view(archive, time="2010-06")

@@ -40,7 +40,6 @@ from dashboard.views.style import (
 _TimeStream = hv.streams.Stream.define("GlobalTime", time="mean")
 _SeriesStream = hv.streams.Stream.define("GlobalSeries", variable="gpp", time="mean", models=[])
 _TotalsStream = hv.streams.Stream.define("GlobalTotals", variable="gpp", models=[])
-_CellStream = hv.streams.Stream.define("GlobalCell", lon=np.nan, lat=np.nan)
 
 #: Time modes of the slider: label → mode.
 TIME_MODES = {"Month": "month", "Year": "year", "Calendar month": "calendar",
@@ -81,7 +80,9 @@ class GlobalView(pn.viewable.Viewer):
         self._series_stream = _SeriesStream(variable=s.variable, time=self._time_value(),
                                             models=list(s.models))
         self._totals_stream = _TotalsStream(variable=s.variable, models=list(s.models))
-        self._cell_stream = _CellStream()
+        #: The clicked cell (lon, lat), NaN before a click; and the pane of its series.
+        self._cell: tuple[float, float] = (np.nan, np.nan)
+        self._cell_pane: pn.pane.HoloViews | None = None
         self.maps: list[gq.MapField] = []
         self._structure: tuple | None = None
         self._grids: dict[int, gm.ProjectedGrid | None] = {}
@@ -390,6 +391,7 @@ class GlobalView(pn.viewable.Viewer):
                 self._fill_zonal()
             if names & {"variable", "models"}:
                 self._totals_stream.event(variable=s.variable, models=list(s.models))
+                self._redraw_cell()
 
     # -- clicks ----------------------------------------------------------------------------
     def _lonlat(self, x: float, y: float) -> tuple[float, float]:
@@ -409,8 +411,9 @@ class GlobalView(pn.viewable.Viewer):
 
     def select_cell(self, lon: float, lat: float) -> None:
         """Show the time series of the cell nearest (lon, lat)."""
+        self._cell = (float(lon), float(lat))
         with pn.io.hold():
-            self._cell_stream.event(lon=float(lon), lat=float(lat))
+            self._redraw_cell()
 
     def _on_site(self, event: param.parameterized.Event) -> None:
         if not event.new:
@@ -607,13 +610,29 @@ class GlobalView(pn.viewable.Viewer):
         return pn.pane.HTML(f"<small>{items} &nbsp; ┄ prior &nbsp; ━ posterior</small>",
                             sizing_mode="stretch_width")
 
+    def _cell_overlay(self) -> hv.Overlay:
+        """The clicked cell's series for the selection (nothing clicked: the empty plot)."""
+        s = self.selection
+        lon, lat = self._cell
+        return self.cell_plot(s.variable, list(s.models), lon, lat)
+
+    def _redraw_cell(self) -> None:
+        """Draw the cell plot anew (a click, another variable or other models).
+
+        A new plot, not a DynamicMap update: the first frame (before any click) has no values,
+        and HoloViews kept its empty ranges for the clicked cell's series, which then drew
+        nothing visible in the browser.
+        """
+        if self._cell_pane is not None:
+            self._cell_pane.object = self._cell_overlay()
+
     def _series_panes(self) -> list[pn.viewable.Viewable]:
         totals = hv.DynamicMap(self.totals_plot, streams=[self._totals_stream])
-        cell = hv.DynamicMap(self.cell_plot, streams=[self._totals_stream, self._cell_stream])
+        self._cell_pane = pn.pane.HoloViews(self._cell_overlay(), sizing_mode="stretch_width",
+                                            name="global-cell", linked_axes=False)
         return [self.key(), pn.pane.HoloViews(totals, sizing_mode="stretch_width",
                                               name="global-totals", linked_axes=False),
-                pn.pane.HoloViews(cell, sizing_mode="stretch_width", name="global-cell",
-                                  linked_axes=False)]
+                self._cell_pane]
 
     def _series_row(self) -> pn.viewable.Viewable:
         self.series_holder.objects = self._series_panes()
