@@ -57,6 +57,28 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-quic"]
 
 
+#: Marks of a browser-test module: ``pytestmark = UI_TESTS``.
+UI_TESTS = [pytest.mark.ui,
+            pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                               reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)")]
+
+#: Window size of a watched page; a module may set its own ``VIEWPORT``.
+VIEWPORT = {"width": 1600, "height": 1100}
+
+
+@pytest.fixture
+def watched(page, request):
+    """The page, failing the test on any page error or any request leaving this machine."""
+    errors, external = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: external.append(r.url)
+            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")) else None)
+    page.set_viewport_size(getattr(request.module, "VIEWPORT", VIEWPORT))
+    yield page
+    assert not errors, f"page errors: {errors}"
+    assert not external, f"requests left the machine: {external}"
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     """Drive Debian's chromium (Playwright cannot download its own browsers here)."""

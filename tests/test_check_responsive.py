@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import threading
 import urllib.request
-from pathlib import Path
-
-import pytest
 
 from tests.appdata import CAL_SITE
+from tests.conftest import UI_TESTS
 from tests.synthetic import write_site_run
 from tests.test_check_ui import REPORTS_JS
 from tests.test_ui import (  # noqa: F401  (fixtures)
-    CHROMIUM,
     app_url,
     ui_archive,
     wait_idle,
-    watched,
 )
 
-pytestmark = [
-    pytest.mark.ui,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)"),
-]
+pytestmark = UI_TESTS
 
 BUSY_JS = """() => [...Bokeh.documents[0].all_models].some(m => (m.css_classes || [])
     .includes('check-busy') && m.visible && typeof m.text === 'string'

@@ -9,22 +9,17 @@ import netCDF4
 import pytest
 
 from tests.appdata import CAL_SITE
+from tests.conftest import UI_TESTS
 from tests.synthetic import write_site_run
 from tests.test_ui import (  # noqa: F401  (fixtures)
     ARTIFACTS,
-    CHROMIUM,
     app_url,
     titles,
     ui_archive,
     wait_idle,
-    watched,
 )
 
-pytestmark = [
-    pytest.mark.ui,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)"),
-]
+pytestmark = UI_TESTS
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 

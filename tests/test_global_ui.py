@@ -10,15 +10,11 @@ import pandas as pd
 import pytest
 
 from tests.appdata import build_app_archive
-from tests.conftest import CHROMIUM, served
+from tests.conftest import UI_TESTS, served
 from tests.globaldata import field_of, write_run
 from tests.test_ui import wait_idle
 
-pytestmark = [
-    pytest.mark.ui,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)"),
-]
+pytestmark = UI_TESTS
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -49,17 +45,8 @@ def global_url(global_archive, tmp_path, monkeypatch):
         yield url
 
 
-@pytest.fixture
-def watched(page):
-    """The page, failing on any page error or any request leaving this machine."""
-    errors, external = [], []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: external.append(r.url)
-            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")) else None)
-    page.set_viewport_size({"width": 1600, "height": 1200})
-    yield page
-    assert not errors, f"page errors: {errors}"
-    assert not external, f"requests left the machine: {external}"
+#: Window size of the watched pages.
+VIEWPORT = {"width": 1600, "height": 1200}
 
 
 def _drawn_images(page) -> list[dict]:

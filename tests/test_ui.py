@@ -7,13 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.appdata import CAL_SITE, VAL_SITE, build_app_archive
-from tests.conftest import CHROMIUM, served
+from tests.conftest import UI_TESTS, served
 
-pytestmark = [
-    pytest.mark.ui,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)"),
-]
+pytestmark = UI_TESTS
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 README_SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "sites-view.png"
@@ -55,19 +51,6 @@ def titles(page) -> list[str]:
     return page.evaluate("""() => [...Bokeh.documents[0].all_models]
         .filter(m => m.title && typeof m.title === 'object' && m.title.text)
         .map(m => m.title.text)""")
-
-
-@pytest.fixture
-def watched(page):
-    """The page, failing the test on any page error or any request leaving this machine."""
-    errors, external = [], []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: external.append(r.url)
-            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")) else None)
-    page.set_viewport_size({"width": 1600, "height": 1100})
-    yield page
-    assert not errors, f"page errors: {errors}"
-    assert not external, f"requests left the machine: {external}"
 
 
 def test_app_loads_without_errors(watched, app_url):

@@ -7,15 +7,11 @@ from pathlib import Path
 import pytest
 
 from tests.appdata import build_app_archive
-from tests.conftest import CHROMIUM, served
+from tests.conftest import UI_TESTS, served
 from tests.test_parameters_view import BAD, GOOD, _write
 from tests.test_ui import ARTIFACTS, LAYOUT_JS, _overlaps, titles, wait_idle
 
-pytestmark = [
-    pytest.mark.ui,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)"),
-]
+pytestmark = UI_TESTS
 
 #: Tick labels of the axes of the plots on screen (the parameter names are drawn on canvas).
 #: A redrawn plot replaces its figure; the old one may stay in the document's models for a
@@ -26,19 +22,6 @@ TICK_LABELS_JS = """() => [...Bokeh.documents[0].all_models]
                    return v && v.parent && v.parent.el && v.parent.el.isConnected; })
     .flatMap(m => [...m.major_label_overrides.values()])
     .map(v => typeof v === 'string' ? v : (v.text || ''))"""
-
-
-@pytest.fixture
-def watched(page):
-    """The page, failing the test on any page error or any request leaving this machine."""
-    errors, external = [], []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: external.append(r.url)
-            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")) else None)
-    page.set_viewport_size({"width": 1600, "height": 1100})
-    yield page
-    assert not errors, f"page errors: {errors}"
-    assert not external, f"requests left the machine: {external}"
 
 
 @pytest.fixture(scope="module")

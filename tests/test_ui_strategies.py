@@ -10,15 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM, served
+from tests.conftest import UI_TESTS, served
 from tests.test_strategies import HOSTILE, build_strategy_archive
 from tests.test_ui import titles, wait_idle
 
-pytestmark = [
-    pytest.mark.ui,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no chromium at {CHROMIUM} (set CALLMIP_CHROMIUM)"),
-]
+pytestmark = UI_TESTS
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

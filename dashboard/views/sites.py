@@ -170,12 +170,10 @@ class SitesView(pn.viewable.Viewer):
         self._page = page
         # The selected variable's time series first: it answers "did calibration help here?";
         # then everything else in one step (each step re-walks the document's models).
-        observed = [v for v in [s.variable, *SITE_VARIABLES] if v in SITE_VARIABLES]
-        observed = list(dict.fromkeys(observed))
-        if self._unobserved(s.variable):
-            first: Callable[[], pn.viewable.Viewable] = self._unobserved_timeseries
-        else:
-            first, observed = _bind(self._timeseries, observed[0]), observed[1:]
+        observed = [v for v in SITE_VARIABLES if v != s.variable]
+        first: Callable[[], pn.viewable.Viewable] = (
+            self._unobserved_timeseries if self._unobserved(s.variable)
+            else _bind(self._timeseries, s.variable))
         fill_progressively(page, [first, built_together(
             [*(_bind(self._timeseries, v) for v in observed), self._diagrams])])
         return page
