@@ -16,6 +16,7 @@ from pyviz_comms import Comm
 
 from dashboard.service import DataService
 from dashboard.state import Selection
+from dashboard.views import global_map as gm
 from tests.appdata import build_app_archive
 from tests.globaldata import field_of, write_run
 
@@ -62,7 +63,14 @@ def test_maps_share_colour_limits_and_follow_the_time(archive):
     s.time = "2010-08"  # values triple from June to August
     offset = 1e-7 * 86400 * 1000  # the fields' constant part, in gC m-2 d-1
     np.testing.assert_allclose(view.maps[1].values - offset, 3 * (before - offset), rtol=1e-4)
-    assert "August 2010" in view.caption.value and "gC m⁻² d⁻¹" in view.caption.value
+    # the slider shows the month; the caption stays the same while the slider moves (a new
+    # caption text made the browser lay the whole page out again on every step)
+    assert view.slider_label() == "August 2010"
+    assert "monthly means" in view.caption.value and "gC m⁻² d⁻¹" in view.caption.value
+    caption = view.caption.value
+    s.time = "2010-07"
+    assert view.caption.value == caption and view.slider_label() == "July 2010"
+    s.time = "2010-08"
     # both maps' colour bars moved to the new shared limits in the same update
     mappers = list(root.select({"type": LinearColorMapper}))
     assert len(mappers) == 2
@@ -274,6 +282,38 @@ def test_the_zonal_profile_follows_the_time_step_and_the_models(archive):
     assert figure.xaxis[0].axis_label == "gpp (gC m⁻² d⁻¹)"
     s.models = ["ALPHA.v1", "BETA.v1"]  # a new set of curves: the figure is rebuilt
     assert view._zonal_figure is not figure and len(view._zonal_sources) == 4
+
+
+@pytest.mark.parametrize("projection", ["PlateCarree", "Robinson"])
+def test_a_time_step_after_a_zoom_resamples_as_rasterize_does(archive, projection):
+    """Once the browser has sent the plot's range and size, a step resamples with datashader
+    directly: the image and its bounds are those of HoloViews' rasterize at that range/size."""
+    from holoviews.operation.datashader import rasterize
+
+    view, s = _view(archive, time="2010-06", models=["ALPHA.v1"], projection=projection)
+    _root(view)
+    raster = view._rasters[0]
+    ranges = next(st for st in raster.streams if isinstance(st, hv.streams.RangeXY))
+    size = next(st for st in raster.streams if isinstance(st, hv.streams.PlotSize))
+    window = ((-20.0, 60.0), (-10.0, 45.0))
+    if projection != "PlateCarree":
+        x, y = gm.project_lonlat(np.array(window[0]), np.array(window[1]), projection)
+        window = ((float(x[0]), float(x[1])), (float(y[0]), float(y[1])))
+    ranges.event(x_range=window[0], y_range=window[1])  # a zoom, as the browser reports it
+    size.event(width=37, height=23)  # fewer pixels than cells: datashader aggregates
+    s.time = "2010-08"
+    image, bounds = view._frame(0, raster, "2010-08")
+    expected = rasterize(view._image(0, "2010-08"), dynamic=False, precompute=True,
+                         x_range=window[0], y_range=window[1], width=37, height=23)
+    assert bounds == pytest.approx(expected.bounds.lbrt())
+    np.testing.assert_allclose(image, expected.dimension_values(2, flat=False), rtol=1e-6,
+                               equal_nan=True)
+    assert np.isfinite(image).any()
+    source = next(sp.handles["source"] for sp in next(iter(
+        view._map_panes[0]._plots.values()))[0].subplots.values()
+        if "image" in sp.handles.get("source").data)
+    np.testing.assert_allclose(np.asarray(source.data["image"][0], dtype=float), image,
+                               equal_nan=True)
 
 
 @pytest.mark.parametrize("projection", ["PlateCarree", "Robinson"])

@@ -41,6 +41,17 @@ _TimeStream = hv.streams.Stream.define("GlobalTime", time="mean")
 _SeriesStream = hv.streams.Stream.define("GlobalSeries", variable="gpp", time="mean", models=[])
 _TotalsStream = hv.streams.Stream.define("GlobalTotals", variable="gpp", models=[])
 
+class _StepSlider(pn.widgets.IntSlider):
+    """The time slider: its released value is handled at once.
+
+    Panel waits 50 ms for more changes of a widget before handling them (``_debounce``); the
+    view watches only ``value_throttled``, which the browser sends once per release, so the
+    wait only delayed every time step.
+    """
+
+    _debounce = 0
+
+
 #: Time modes of the slider: label → mode.
 TIME_MODES = {"Month": "month", "Year": "year", "Calendar month": "calendar",
               "Long-term mean": "mean"}
@@ -112,8 +123,13 @@ class GlobalView(pn.viewable.Viewer):
             name="Projection", stylesheets=[ACTIVE_BUTTON_CSS])
         self.time_mode = pn.widgets.RadioButtonGroup(options=TIME_MODES, value="mean",
                                                      stylesheets=[ACTIVE_BUTTON_CSS])
-        self.time_slider = pn.widgets.IntSlider(label="Time", start=0, end=1, value=0,
-                                                width=360, visible=False)
+        self.time_slider = _StepSlider(label="Time", start=0, end=1, value=0, width=360,
+                                       visible=False)
+        #: Labels the slider shows for its value (in the browser, while it is dragged).
+        self._slider_formats = {"month": self._labels_format(
+            [f"{t:%B %Y}" for t in self.times]), "calendar": self._labels_format(
+            [pd.Timestamp(year=2001, month=m, day=1).strftime("%B") for m in range(1, 13)],
+            first=1), "year": "0"}
         self._sync_time_widgets()
         self.time_mode.param.watch(self._on_time_widgets, "value")
         self.time_slider.param.watch(self._on_time_widgets, "value_throttled")
@@ -142,6 +158,25 @@ class GlobalView(pn.viewable.Viewer):
             return f"{exc}; showing the long-term mean."
         return ""
 
+    @staticmethod
+    def _labels_format(labels: list[str], first: int = 0) -> object:
+        """A slider format showing ``labels[value - first]`` (drawn in the browser)."""
+        from bokeh.models import CustomJSTickFormatter
+
+        return CustomJSTickFormatter(
+            args={"labels": labels, "first": first},
+            code="const i = Math.round(tick) - first; "
+                 "return (i >= 0 && i < labels.length) ? labels[i] : String(tick);")
+
+    def slider_label(self) -> str:
+        """What the time slider shows for its value (``"August 2010"``, ``"2012"``…)."""
+        mode, value = self.time_mode.value, self.time_slider.value
+        if mode == "month" and len(self.times):
+            return f"{self.times[int(np.clip(value, 0, len(self.times) - 1))]:%B %Y}"
+        if mode == "calendar":
+            return pd.Timestamp(year=2001, month=int(np.clip(value, 1, 12)), day=1).strftime("%B")
+        return str(value) if mode == "year" else ""
+
     def _years(self) -> list[int]:
         return sorted(set(self.times.year)) if len(self.times) else [2001]
 
@@ -161,15 +196,17 @@ class GlobalView(pn.viewable.Viewer):
                     hits = np.flatnonzero((self.times.year == value[0])
                                           & (self.times.month == value[1]))
                     index = int(hits[0]) if hits.size else 0
-                slider.param.update(start=0, end=max(n - 1, 1), value=index,
-                                    label="Month (step)")
+                slider.param.update(start=0, end=max(n - 1, 1), value=index, label="Month",
+                                    format=self._slider_formats["month"])
             elif mode == "year":
                 years = self._years()
                 year = value if kind == "year" else years[0]
                 slider.param.update(start=years[0], end=max(years[-1], years[0] + 1),
-                                    value=int(np.clip(year, years[0], years[-1])), label="Year")
+                                    value=int(np.clip(year, years[0], years[-1])), label="Year",
+                                    format=self._slider_formats["year"])
             elif mode == "calendar":
-                slider.param.update(start=1, end=12, value=value, label="Calendar month")
+                slider.param.update(start=1, end=12, value=value, label="Calendar month",
+                                    format=self._slider_formats["calendar"])
             slider.visible = mode != "mean"
         finally:
             self._updating = False
@@ -237,11 +274,23 @@ class GlobalView(pn.viewable.Viewer):
         self.message.visible = bool(parts)
 
     def _caption(self) -> str:
+        """What the maps show, the same text for every step of the slider.
+
+        The slider shows the step: a new caption made the browser lay the whole page out
+        again, ~0.1-0.16 s a step in chromium here.
+        """
         s = self.selection
         units = pretty_units(self.maps[0].units) if self.maps else ""
-        return (f"{s.variable}{f' ({units})' if units else ''} · "
-                f"{gq.time_label(self._time_value())} · {gq.LAYERS[s.layer]} · "
-                "colour limits shared by the maps · click a cell for its series")
+        kind = gq.parse_time(self._time_value())[0]
+        years = self._years()
+        when = {"month": "monthly means (month on the slider)",
+                "year": "annual means (year on the slider)",
+                "annual": "annual means (year on the slider)",
+                "calendar": "calendar-month means over all years (month on the slider)"}.get(
+            kind, f"long-term mean {years[0]}–{years[-1]}")
+        return (f"{s.variable}{f' ({units})' if units else ''} · {when} · "
+                f"{gq.LAYERS[s.layer]} · colour limits shared by the maps, set for each step · "
+                "click a cell for its series")
 
     # -- maps ------------------------------------------------------------------------------
     def _image(self, index: int, time: str) -> hv.Image:
@@ -288,8 +337,8 @@ class GlobalView(pn.viewable.Viewer):
     def _step_maps(self) -> bool:
         """A time step drawn without HoloViews' plot update; False if it could not be.
 
-        The new frame of each map is rasterized (the same ``rasterize`` operation, with the
-        ranges and size its streams hold) and put into the map's Bokeh image source, and the
+        The new frame of each map is resampled for the ranges and size its streams hold (the
+        rule of ``rasterize``, :meth:`_frame`) and put into the map's Bokeh image source, and the
         colour mapper gets the shared limits. The time stream is updated without an event, so
         a later zoom rasterizes the new time. Through the HoloViews update, the plot's
         bookkeeping (ranges, styles, GeoViews' frame update) cost ~0.16 s a map per step.
@@ -313,15 +362,7 @@ class GlobalView(pn.viewable.Viewer):
             return False
         self._time_stream.update(time=time)
         for index, raster, subplot in targets:
-            kwargs = {}
-            for stream in raster.streams:
-                if isinstance(stream, (hv.streams.RangeXY, hv.streams.PlotSize)):
-                    kwargs.update({k: v for k, v in stream.contents.items() if v is not None})
-            frame = rasterize(self._image(index, time), dynamic=False, precompute=True,
-                              **{k: v for k, v in kwargs.items()
-                                 if k in ("x_range", "y_range", "width", "height")})
-            left, bottom, right, top = frame.bounds.lbrt()
-            image = frame.dimension_values(2, flat=False)
+            image, (left, bottom, right, top) = self._frame(index, raster, time)
             subplot.handles["source"].data = {
                 "image": [image if 0 not in image.shape else np.array([[np.nan]])],
                 "x": [left], "y": [bottom], "dw": [right - left], "dh": [top - bottom]}
@@ -329,6 +370,30 @@ class GlobalView(pn.viewable.Viewer):
             if mapper is not None:
                 mapper.update(low=self.clim[0], high=self.clim[1])
         return True
+
+    def _frame(self, index: int, raster: hv.DynamicMap, time: str
+               ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """Map ``index`` at ``time`` resampled for the plot's current range and size.
+
+        With datashader directly (:func:`global_map.regrid`) once the browser has reported
+        the plot's range and size; before that, through HoloViews' ``rasterize`` with what
+        its streams hold (the same rule).
+        """
+        kwargs = {}
+        for stream in raster.streams:
+            if isinstance(stream, (hv.streams.RangeXY, hv.streams.PlotSize)):
+                kwargs.update({k: v for k, v in stream.contents.items() if v is not None})
+        if all(kwargs.get(k) is not None for k in ("x_range", "y_range", "width", "height")):
+            m = self.maps[index]
+            values, xs, ys = gm.map_grid(m.values, m.lat, m.lon, self.selection.projection)
+            ratio = getattr(pn.state.browser_info, "device_pixel_ratio", None)
+            ratio = ratio if isinstance(ratio, (int, float)) else 1
+            return gm.regrid(values, xs, ys, kwargs["x_range"], kwargs["y_range"],
+                             int(kwargs["width"] * ratio), int(kwargs["height"] * ratio))
+        frame = rasterize(self._image(index, time), dynamic=False, precompute=True,
+                          **{k: v for k, v in kwargs.items()
+                             if k in ("x_range", "y_range", "width", "height")})
+        return frame.dimension_values(2, flat=False), frame.bounds.lbrt()
 
     def _style(self, element: hv.Image, time: str) -> hv.Image:
         """A rasterized frame with the colour limits shared by the maps of this step."""
