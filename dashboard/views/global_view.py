@@ -584,11 +584,15 @@ class GlobalView(pn.viewable.Viewer):
 
     # -- page ------------------------------------------------------------------------------
     def controls(self) -> pn.Row:
-        """Layer, projection and time controls."""
+        """Layer, projection and time controls.
+
+        The slider sits under the time modes: beside them it ran past the right edge of a
+        1400 px window.
+        """
         return pn.Row(self.layer, pn.Column(pn.pane.HTML("<small>Projection</small>",
                                                          margin=(0, 5)), self.projection),
                       pn.Column(pn.pane.HTML("<small>Time</small>", margin=(0, 5)),
-                                self.time_mode), self.time_slider,
+                                self.time_mode, self.time_slider),
                       sizing_mode="stretch_width")
 
     def _maps_row(self) -> pn.viewable.Viewable:
