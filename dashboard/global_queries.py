@@ -209,7 +209,9 @@ def compute(obj: Any, *, netcdf: bool, heavy: bool = True) -> Any:
 
         with _READ_LOCK:
             return obj.compute(scheduler="synchronous")
-    return obj.compute(scheduler="threads")
+    # One time step is one chunk: handing it to dask's thread pool cost more than the read
+    # (0.04 s a map instead of 0.007 s on a loaded machine here).
+    return obj.compute(scheduler="threads" if heavy else "synchronous")
 
 
 # --------------------------------------------------------------------------- runs

@@ -104,6 +104,25 @@ def test_zonal_mean_and_difference():
     np.testing.assert_allclose(zm.values, prior.values.mean(axis=2))
 
 
+def test_zonal_mean_of_a_map_in_memory_equals_the_lazy_path():
+    """The numpy path of a (lat, lon) map: widths weight the mean, NaN cells are skipped, a
+    latitude without data stays NaN, like xarray's weighted mean on a lazy array."""
+    pytest.importorskip("dask")
+    lat = np.array([-45.0, 0.0, 45.0])
+    lon = np.array([-150.0, -90.0, 0.0, 120.0])  # irregular: cell widths differ
+    values = np.array([[1.0, 2.0, np.nan, 4.0], [np.nan] * 4, [5.0, np.nan, 7.0, 8.0]])
+    da = xr.DataArray(values, dims=("lat", "lon"), coords={"lat": lat, "lon": lon},
+                      name="gpp", attrs={"units": "kg m-2 s-1"})
+    fast = zonal_mean(da)
+    lazy = zonal_mean(da.chunk()).compute()
+    np.testing.assert_allclose(fast.values, lazy.values, equal_nan=True)
+    assert np.isnan(fast.values[1]) and fast.attrs == da.attrs and fast.name == "gpp"
+    edges = np.array([-180.0, -120.0, -45.0, 60.0, 180.0])
+    widths = np.diff(edges)
+    expected = (1 * widths[0] + 2 * widths[1] + 4 * widths[3]) / (widths[[0, 1, 3]].sum())
+    assert fast.values[0] == pytest.approx(expected)
+
+
 def test_cell_spread_lazy_with_dask():
     pytest.importorskip("dask")
     lat, lon = grid(30.0)

@@ -296,13 +296,31 @@ def zonal_mean(da: xr.DataArray) -> xr.DataArray:
         raise ValueError(f"expected a 'lon' dimension, got dims {da.dims}")
     da = ensemble_mean(da)
     if da.sizes["lon"] >= 2:
-        width = xr.DataArray(np.abs(np.diff(_bounds(da["lon"].values, "longitude"))),
-                             dims="lon", coords={"lon": da["lon"].values})
+        widths = np.abs(np.diff(_bounds(da["lon"].values, "longitude")))
+        if da.dims == ("lat", "lon") and isinstance(da.data, np.ndarray):
+            return _zonal_mean_2d(da, widths)
+        width = xr.DataArray(widths, dims="lon", coords={"lon": da["lon"].values})
         out = da.weighted(width).mean("lon", skipna=True).where(da.notnull().any("lon"))
     else:
         out = da.mean("lon", skipna=True)
     out.attrs = dict(da.attrs)
     return out.rename(da.name)
+
+
+def _zonal_mean_2d(da: xr.DataArray, widths: np.ndarray) -> xr.DataArray:
+    """:func:`zonal_mean` of an in-memory (lat, lon) map, with numpy.
+
+    The same weighted mean: xarray's ``weighted`` took ~8 ms a 0.5° map, and the Global view
+    asks for one per run at every time step.
+    """
+    values = np.asarray(da.values, dtype="float64")
+    ok = np.isfinite(values)
+    weight = np.where(ok, widths[None, :], 0.0).sum(axis=1)
+    total = np.where(ok, values * widths[None, :], 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
+    return xr.DataArray(mean, dims="lat", coords={"lat": da["lat"].values}, name=da.name,
+                        attrs=dict(da.attrs))
 
 
 def _align_grids(objs: list[Any]) -> list[Any]:

@@ -55,6 +55,19 @@ def in_server_session() -> bool:
     return document is not None and document.session_context is not None
 
 
+def after_this_update(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the current update has gone to the browser.
+
+    In a server session it runs on the next tick of the session's event loop, so the browser
+    draws what this update changed while the server computes the rest; elsewhere (tests,
+    static export) at once.
+    """
+    if in_server_session():
+        pn.state.execute(callback, schedule=True)
+    else:
+        callback()
+
+
 def fill_progressively(container: pn.layout.ListLike,
                        factories: list[Callable[[], pn.viewable.Viewable | None]]) -> None:
     """Append what each factory builds to ``container``, one per event-loop tick.
