@@ -126,6 +126,12 @@ class LimitedFileDropper(pn.widgets.FileDropper):
         super()._process_event(event)
 
 
+def _uploaded_scenario(proxy: SessionService, site: str) -> int:
+    """The scenario of the posteriors uploaded for ``site`` (priors are Scenario 1's)."""
+    return min((r.scenario for r in proxy.runs if r.site == site and r.stage != "Prior"),
+               default=1)
+
+
 def _status(checked: CheckedFile) -> tuple[str, str]:
     report = checked.report
     if report.skipped:
@@ -259,8 +265,8 @@ class CheckView(pn.viewable.Viewer):
         self.variable = pn.widgets.Select(label="Variable", options=list(SITE_VARIABLES),
                                           value="NEE")
         self.compare = pn.Column(sizing_mode="stretch_width")
-        self.site.param.watch(lambda _e: self._draw_comparison(), "value")
-        self.variable.param.watch(lambda _e: self._draw_comparison(), "value")
+        self.site.param.watch(self._on_comparison_choice, "value")
+        self.variable.param.watch(self._on_comparison_choice, "value")
         if in_server_session():
             pn.state.on_session_destroyed(self._on_session_destroyed)
             install_cleanup_handlers()
@@ -438,10 +444,8 @@ class CheckView(pn.viewable.Viewer):
         proxy = SessionService(self.service, runs)
         sites = sorted({r.site for r in runs})
         site = self.site.value if self.site.value in sites else sites[0]
-        scenario = min((r.scenario for r in runs if r.site == site and r.stage != "Prior"),
-                       default=1)
         try:
-            proxy.site_series(site, self.variable.value, scenario)
+            proxy.site_series(site, self.variable.value, _uploaded_scenario(proxy, site))
         except Exception:  # drawn (or reported) on the event loop as before
             log.exception("reading the uploaded series failed")
         return proxy
@@ -470,6 +474,46 @@ class CheckView(pn.viewable.Viewer):
             self._draw_comparison()
 
     # -- comparison ----------------------------------------------------------------------
+    def _on_comparison_choice(self, _event: param.parameterized.Event | None = None) -> None:
+        """Another site or variable: read its series in a check thread, then draw.
+
+        Reading an uploaded file's series took 0.2-3 s for large files; on the event loop it
+        stalled every session of the worker. Outside a server session (tests, scripts) the
+        comparison is drawn at once.
+        """
+        proxy, site = self._session_service, self.site.value
+        doc = pn.state.curdoc
+        if proxy is None or not site or not in_server_session():
+            self._draw_comparison()
+            return
+        variable = self.variable.value
+        future = check_executor().submit(proxy.site_series, site, variable,
+                                         _uploaded_scenario(proxy, site))
+        self.compare.loading = True
+
+        def draw() -> None:
+            from panel.io.state import set_curdoc
+
+            with set_curdoc(doc):
+                if (self.site.value, self.variable.value) != (site, variable):
+                    return  # a later choice draws
+                self.compare.loading = False
+                try:
+                    self._draw_comparison()  # the series are read: this draws them
+                except Exception:  # never a traceback in the browser
+                    log.exception("drawing the comparison failed")
+                    self.compare.objects = [pn.pane.HTML(alert_html(
+                        "The comparison could not be drawn; the server log says why.",
+                        "danger"))]
+
+        def finished(_future: Future) -> None:  # in the check thread
+            try:
+                doc.add_next_tick_callback(draw)
+            except Exception:  # the session has gone
+                log.debug("series read after the session ended", exc_info=True)
+
+        future.add_done_callback(finished)
+
     def _draw_comparison(self) -> None:
         proxy = self._session_service
         site = self.site.value
@@ -478,9 +522,7 @@ class CheckView(pn.viewable.Viewer):
                 "<p>Plots appear here once a readable site run is uploaded.</p>")]
             return
         variable = self.variable.value
-        # The scenario of the posteriors uploaded for the site (priors are Scenario 1's).
-        scenario = min((r.scenario for r in proxy.runs if r.site == site
-                        and r.stage != "Prior"), default=1)
+        scenario = _uploaded_scenario(proxy, site)
         plots = _UploadPlots(proxy, self.look)
         ids = proxy.uploaded_ids()
         series = proxy.site_series(site, variable, scenario)
