@@ -85,7 +85,9 @@ def test_global_view_draws_a_map(watched, global_url):
     assert images and all(i["finite"] > 0 for i in images), images
     titles = _titles(watched)
     assert any(t.startswith("ALPHA.v1 Posterior") for t in titles), titles
-    assert any(t.startswith("Global land total of gpp") for t in titles), titles
+    watched.wait_for_function(  # the totals are read off the event loop, then drawn
+        """() => [...Bokeh.documents[0].all_models].some(m => m.title && m.title.text
+                 && m.title.text.startsWith('Global land total of gpp'))""", timeout=60000)
     ARTIFACTS.mkdir(exist_ok=True)
     watched.screenshot(path=str(ARTIFACTS / "global-view.png"), full_page=True)
 
@@ -107,6 +109,55 @@ def test_time_and_stage_from_the_url_and_a_click_shows_the_cell_series(watched, 
             m => m.title && m.title.text && m.title.text.startsWith('gpp at 45.00°, 105.00°'))""",
         timeout=60000)
     wait_idle(watched, timeout=60)
+
+
+def test_totals_and_a_cell_series_are_read_off_the_event_loop(watched, global_url,
+                                                              monkeypatch):
+    """The global totals and a clicked cell's series are read in a background thread: while
+    each read is held, /liveness is answered; once let go, the plot is drawn."""
+    import threading
+    import urllib.request
+
+    from dashboard import global_queries as gq
+
+    started = {"totals": threading.Event(), "cell": threading.Event()}
+    release = {"totals": threading.Event(), "cell": threading.Event()}
+    order: list[str] = []
+
+    def held(name, real):
+        def read(*args, **kwargs):
+            if (threading.current_thread().name.startswith("callmip-background")
+                    and not release[name].is_set()):
+                order.append(f"{name} read")
+                started[name].set()
+                release[name].wait(timeout=90)
+            return real(*args, **kwargs)
+        return read
+
+    monkeypatch.setattr(gq, "global_totals", held("totals", gq.global_totals))
+    monkeypatch.setattr(gq, "cell_series", held("cell", gq.cell_series))
+    watched.goto(f"{global_url}/?view=global&variable=gpp&time=2010-07&models=ALPHA.v1")
+    for name in ("totals", "cell"):
+        assert started[name].wait(timeout=120), f"no {name} read in the background"
+        try:
+            with urllib.request.urlopen(f"{global_url}/liveness", timeout=60) as response:
+                assert response.status == 200
+            order.append(f"{name}: liveness answered")
+        finally:
+            release[name].set()
+        if name == "totals":
+            watched.wait_for_function(
+                """() => [...Bokeh.documents[0].all_models].some(m => m.title && m.title.text
+                         && m.title.text.startsWith('Global land total of gpp'))""",
+                timeout=60000)
+            wait_idle(watched, timeout=60)
+            _click_map(watched, "ALPHA.v1 Posterior", 100.0, 50.0)
+    watched.wait_for_function(
+        """() => [...Bokeh.documents[0].all_models].some(
+            m => m.title && m.title.text && m.title.text.startsWith('gpp at 45.00°, 105.00°'))""",
+        timeout=60000)
+    assert order == ["totals read", "totals: liveness answered", "cell read",
+                     "cell: liveness answered"]
 
 
 def test_a_time_outside_the_runs_is_reported_and_robinson_draws(watched, global_url):

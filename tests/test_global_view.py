@@ -352,3 +352,22 @@ def test_a_time_step_draws_what_the_holoviews_path_draws(archive, projection):
     ranges.event(x_range=(x0, x1), y_range=(y0, y1))  # a zoom to the whole map
     zoomed = np.asarray(image_source(stepped).data["image"][0], dtype=float)
     np.testing.assert_allclose(zoomed, august, equal_nan=True)
+
+
+def test_the_totals_pane_shows_every_model_and_stage_after_the_read(archive):
+    """The totals (read off the event loop in a server; at once here) are drawn for every
+    model and stage in PgC yr⁻¹, and follow a change of models."""
+    view, s = _view(archive, time="2010-06")
+    _root(view)
+    pane = view._totals_holder.objects[0]
+    overlay = pane.object[()]
+    labels = sorted(c.label for c in overlay)
+    assert labels == ["ALPHA.v1 Posterior", "ALPHA.v1 Prior", "BETA.v1 Posterior",
+                      "BETA.v1 Prior"]
+    assert all(np.isfinite(c.dimension_values(1)).all() for c in overlay)
+    assert overlay.get(0).vdims[0].unit == "PgC yr⁻¹"
+    assert not view._totals_holder.loading
+    s.models = ["BETA.v1"]
+    shown = [c.label for c in view._totals_holder.objects[0].object[()]
+             if np.isfinite(c.dimension_values(1)).any()]
+    assert sorted(shown) == ["BETA.v1 Posterior", "BETA.v1 Prior"]

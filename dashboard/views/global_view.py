@@ -14,6 +14,7 @@ markers sit on the map; clicking one opens it in the Sites view.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import holoviews as hv
@@ -27,7 +28,12 @@ from dashboard import global_queries as gq
 from dashboard.service import DataService
 from dashboard.state import PROJECTIONS, Selection
 from dashboard.views import global_map as gm
-from dashboard.views.loading import after_this_update, fill_progressively, in_server_session
+from dashboard.views.loading import (
+    after_this_update,
+    fill_progressively,
+    in_server_session,
+    off_the_loop,
+)
 from dashboard.views.style import (
     ACTIVE_BUTTON_CSS,
     DIVERGING,
@@ -94,6 +100,8 @@ class GlobalView(pn.viewable.Viewer):
         #: The clicked cell (lon, lat), NaN before a click; and the pane of its series.
         self._cell: tuple[float, float] = (np.nan, np.nan)
         self._cell_pane: pn.pane.HoloViews | None = None
+        #: Holds the totals plot once the totals are read (off the event loop).
+        self._totals_holder: pn.Column | None = None
         self.maps: list[gq.MapField] = []
         self._structure: tuple | None = None
         self._grids: dict[int, gm.ProjectedGrid | None] = {}
@@ -455,9 +463,9 @@ class GlobalView(pn.viewable.Viewer):
                 self._schedule_zonal()
             elif self._page is not None:
                 self._fill_zonal()
-            if names & {"variable", "models"}:
-                self._totals_stream.event(variable=s.variable, models=list(s.models))
-                self._redraw_cell()
+            if names & {"variable", "models"} and self._totals_holder is not None:
+                self._update_totals()
+                self._redraw_cell_after(self._read_cell)
 
     # -- clicks ----------------------------------------------------------------------------
     def _lonlat(self, x: float, y: float) -> tuple[float, float]:
@@ -476,10 +484,35 @@ class GlobalView(pn.viewable.Viewer):
         self.select_cell(lon, lat)
 
     def select_cell(self, lon: float, lat: float) -> None:
-        """Show the time series of the cell nearest (lon, lat)."""
+        """Show the time series of the cell nearest (lon, lat).
+
+        The series are read off the event loop (every time chunk of every run: seconds on a
+        0.5° archive), the plot shows Panel's loading state meanwhile.
+        """
         self._cell = (float(lon), float(lat))
-        with pn.io.hold():
-            self._redraw_cell()
+        self._redraw_cell_after(self._read_cell)
+
+    def _read_cell(self) -> None:
+        s = self.selection
+        lon, lat = self._cell
+        if np.isfinite([lon, lat]).all():
+            gq.cell_series(self.service, s.variable, lon, lat, list(s.models))
+
+    def _redraw_cell_after(self, work: Callable[[], None]) -> None:
+        """Redraw the cell plot once ``work`` (a read it needs) has run off the loop."""
+        wanted = (self._cell, self.selection.variable, tuple(self.selection.models))
+        if self._cell_pane is not None:
+            self._cell_pane.loading = True
+
+        def redraw() -> None:
+            if (self._cell, self.selection.variable, tuple(self.selection.models)) != wanted:
+                return  # a later click or choice redraws
+            if self._cell_pane is not None:
+                self._cell_pane.loading = False
+            with pn.io.hold():
+                self._redraw_cell()
+
+        off_the_loop(work, redraw)
 
     def _on_site(self, event: param.parameterized.Event) -> None:
         if not event.new:
@@ -714,13 +747,42 @@ class GlobalView(pn.viewable.Viewer):
         if self._cell_pane is not None:
             self._cell_pane.object = self._cell_overlay()
 
+    def _read_totals(self) -> None:
+        s = self.selection
+        gq.global_totals(self.service, s.variable, list(s.models))
+
+    def _update_totals(self) -> None:
+        """Totals of the selected variable and models: read off the loop, then drawn.
+
+        A run's totals read every time step (seconds for a 0.5° run, once per process): on
+        the event loop they stalled every session of the worker.
+        """
+        wanted = (self.selection.variable, tuple(self.selection.models))
+        self._totals_holder.loading = True
+
+        def show() -> None:
+            s = self.selection
+            if (s.variable, tuple(s.models)) != wanted:
+                return  # a later choice shows its own
+            self._totals_holder.loading = False
+            if not self._totals_holder.objects:
+                totals = hv.DynamicMap(self.totals_plot, streams=[self._totals_stream])
+                self._totals_holder.objects = [pn.pane.HoloViews(
+                    totals, sizing_mode="stretch_width", name="global-totals",
+                    linked_axes=False)]
+            else:
+                self._totals_stream.event(variable=s.variable, models=list(s.models))
+
+        off_the_loop(self._read_totals, show)
+
     def _series_panes(self) -> list[pn.viewable.Viewable]:
-        totals = hv.DynamicMap(self.totals_plot, streams=[self._totals_stream])
+        self._totals_stream.update(variable=self.selection.variable,
+                                   models=list(self.selection.models))
+        self._totals_holder = pn.Column(sizing_mode="stretch_width", min_height=260)
+        self._update_totals()
         self._cell_pane = pn.pane.HoloViews(self._cell_overlay(), sizing_mode="stretch_width",
                                             name="global-cell", linked_axes=False)
-        return [self.key(), pn.pane.HoloViews(totals, sizing_mode="stretch_width",
-                                              name="global-totals", linked_axes=False),
-                self._cell_pane]
+        return [self.key(), self._totals_holder, self._cell_pane]
 
     def _series_row(self) -> pn.viewable.Viewable:
         self.series_holder.objects = self._series_panes()

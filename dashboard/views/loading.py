@@ -9,7 +9,10 @@ queueing behind a whole page.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import panel as pn
 
@@ -66,6 +69,62 @@ def after_this_update(callback: Callable[[], None]) -> None:
         pn.state.execute(callback, schedule=True)
     else:
         callback()
+
+
+#: Threads of a worker that compute for sessions off the event loop (reads and reductions of
+#: global runs: the dask reductions inside use their own threads).
+BACKGROUND_THREADS = 2
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def background_executor() -> ThreadPoolExecutor:
+    """The worker's pool for :func:`off_the_loop` (created on first use, after any fork)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS,
+                                       thread_name_prefix="callmip-background")
+        return _POOL
+
+
+def off_the_loop(work: Callable[[], Any], then: Callable[[], None]) -> Future | None:
+    """Run ``work`` in a background thread, then ``then`` on the session's event loop.
+
+    For slow reads a session's own later code needs cached (a run's global totals, a grid
+    cell's series over every time chunk): on the event loop they stalled every session of the
+    worker for seconds. ``work`` must not touch Panel objects; ``then`` runs on the next tick
+    of the session's document (the one Bokeh call safe from another thread) under its
+    ``curdoc``, whether ``work`` succeeded or not (a failure is logged; ``then`` redoing the
+    work on the loop shows it). Outside a server session ``then`` runs at once.
+
+    Returns
+    -------
+    concurrent.futures.Future or None
+        Of ``work`` (None outside a server session).
+    """
+    if not in_server_session():
+        then()  # (``then`` reads what ``work`` would have cached)
+        return None
+    doc = pn.state.curdoc
+
+    def apply() -> None:
+        from panel.io.state import set_curdoc
+
+        with set_curdoc(doc):
+            then()
+
+    def finished(future: Future) -> None:  # in the background thread
+        if future.exception() is not None:
+            log.warning("background work failed: %s", future.exception())
+        try:
+            doc.add_next_tick_callback(apply)
+        except Exception:  # the session has gone
+            log.debug("background work finished after its session ended", exc_info=True)
+
+    future = background_executor().submit(work)
+    future.add_done_callback(finished)
+    return future
 
 
 def fill_progressively(container: pn.layout.ListLike,
