@@ -229,7 +229,7 @@ def test_selection_updates_the_rendered_plots_in_place(service):
     assert after[f"{VAL_SITE} NEE"] is nee  # the same Bokeh figure, patched in place
     new_x = nee.renderers[-1].data_source.data["x"]
     assert not np.array_equal(old_x, new_x)
-    card = view.card.card.value
+    card = view.card.card.object
     assert VAL_SITE in card and CAL_SITE not in card
 
     selection.variable = "Qh"

@@ -10,13 +10,19 @@ from dashboard.service import DataService
 from dashboard.views.site_plots import MAX_BANDS
 from dashboard.views.style import Look, alert_html, escape, model_colour
 
+#: Style of one entry of the colour key (inline: see :class:`SiteCard`).
+_KEY_STYLE = "white-space:nowrap;margin-right:1em"
+
 
 class SiteCard(pn.viewable.Viewer):
     """The selected site's description, valid days, warnings and unreadable files; the key.
 
-    Fixed-size blocks of (escaped) HTML whose text is replaced in place, with the plots, so a
-    new selection changes no layout. StaticText sends only the new text; an HTML pane re-sends
-    its stylesheets on every update, and the browser then lays out and repaints the whole page.
+    Fixed-size HTML panes whose text is replaced in place, with the plots, so a new selection
+    changes no layout. Panel's HTML pane puts a new text into its element and nothing else;
+    a Bokeh ``Div`` (``StaticText``) re-renders and makes the browser lay out the whole page
+    again (~0.1 s of a site switch in chromium here, CDP profile). Their styles are inline in
+    the text: a pane given ``styles``/``stylesheets`` re-sends them with every text, and the
+    browser then lays out the page again too.
     """
 
     service = param.ClassSelector(class_=DataService)
@@ -24,17 +30,16 @@ class SiteCard(pn.viewable.Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.card = pn.widgets.StaticText(value="", width=int(300 * self.look.fontscale),
-                                          height=int(260 * self.look.fontscale),
-                                          styles={"overflow-y": "auto"})
-        self.key = pn.widgets.StaticText(
-            value="", sizing_mode="stretch_width", height=int(60 * self.look.fontscale),
-            stylesheets=[".key{white-space:nowrap;margin-right:1em}"])
+        height = int(260 * self.look.fontscale)
+        self._card_box = f'<div style="height:{height}px;overflow-y:auto">'
+        self.card = pn.pane.HTML("", width=int(300 * self.look.fontscale), height=height)
+        self.key = pn.pane.HTML("", sizing_mode="stretch_width",
+                                height=int(60 * self.look.fontscale))
 
     def update(self, site: str, scenario: int, models: list[str]) -> None:
         """Show ``site`` (call inside the view's held document change)."""
-        self.card.value = self.site_card(site, scenario, models)
-        self.key.value = self.colour_key(site, scenario, models)
+        self.card.object = f"{self._card_box}{self.site_card(site, scenario, models)}</div>"
+        self.key.object = self.colour_key(site, scenario, models)
 
     def site_card(self, site: str, scenario: int, models: list[str]) -> str:
         """HTML facts about the selected site, escaped.
@@ -66,16 +71,17 @@ class SiteCard(pn.viewable.Viewer):
         """HTML key: the highlighted models' colours, the muted others and the observations."""
         highlighted = queries.highlighted_models(self.service, models)
         all_models = self.service.model_ids()
-        items = [f'<span class="key"><span style="color:{self.look.obs_colour}">●</span> '
+        entry = f'<span style="{_KEY_STYLE}">'
+        items = [f'{entry}<span style="color:{self.look.obs_colour}">●</span> '
                  f'observations, shaded ± 1.96 σ</span>']
-        items += [f'<span class="key"><span style="color:{model_colour(m, all_models)};'
+        items += [f'{entry}<span style="color:{model_colour(m, all_models)};'
                   f'font-weight:bold">━━</span> {escape(m)}</span>' for m in highlighted]
         others = len(all_models) - len(highlighted)
         if others:
-            items.append(f'<span class="key"><span style="color:{self.look.muted_colour}">'
+            items.append(f'{entry}<span style="color:{self.look.muted_colour}">'
                          f'━━</span> {others} other model{"s" if others > 1 else ""} '
                          '(posterior; choose models in the sidebar to highlight them)</span>')
-        items.append('<span class="key">solid: posterior · dashed: prior · shaded: posterior '
+        items.append(f'{entry}solid: posterior · dashed: prior · shaded: posterior '
                      f'95 % (≤ {MAX_BANDS} highlighted models) · Taylor diagram: arrows run '
                      'from ○ prior to ● posterior</span>')
         return " &nbsp; ".join(items)
