@@ -125,9 +125,10 @@ def write_series_copy(store: str | os.PathLike[str], group: str) -> str:
     -----
     Every variable with ``time``, ``lat`` and ``lon`` dimensions is copied with the same values,
     dtype and attributes, chunked ``(all steps, block, block)`` (:func:`series_block`; other
-    dimensions whole). Latitude bands of whole chunk rows are read from the map copy (each
-    band reads every map chunk once), at most :data:`SERIES_BAND_BYTES` at a time, and written
-    with zarr directly.
+    dimensions whole). Variable by variable, latitude bands of whole chunk rows are read from
+    the map copy (each band reads every map chunk of the variable once; a monthly 0.5° 20-year
+    run is one band), at most :data:`SERIES_BAND_BYTES` at a time, and written with zarr
+    directly.
     """
     import zarr
 
@@ -156,16 +157,16 @@ def write_series_copy(store: str | os.PathLike[str], group: str) -> str:
     path = series_group(group)
     copy.to_zarr(target, group=path, mode="w", consolidated=False, zarr_format=2,
                  compute=False, encoding=encoding)
-    row_bytes = max(1, sum(maps[n].nbytes // maps.sizes["lat"] for n in names))
-    rows = max(block, SERIES_BAND_BYTES // row_bytes // block * block)
     out = zarr.open_group(target, path=path, mode="r+", zarr_format=2)
-    for start in range(0, maps.sizes["lat"], rows):
-        band = maps[names].isel(lat=slice(start, start + rows))
-        for name in names:
-            values = band[name].values
-            axis = band[name].dims.index("lat")
+    for name in names:  # one variable at a time: the band budget is one variable's
+        da = maps[name]
+        row_bytes = max(1, da.nbytes // da.sizes["lat"])
+        rows = max(block, SERIES_BAND_BYTES // row_bytes // block * block)
+        axis = da.dims.index("lat")
+        for start in range(0, da.sizes["lat"], rows):
+            values = da.isel(lat=slice(start, start + rows)).values
             index = tuple(slice(start, start + values.shape[axis]) if d == "lat" else slice(None)
-                          for d in band[name].dims)
+                          for d in da.dims)
             out[name][index] = values
     return path
 
