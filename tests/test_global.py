@@ -401,6 +401,25 @@ def test_each_cell_source_is_read_without_dask_and_the_copy_alone_serves_a_click
     np.testing.assert_allclose(prior, 3e-8 * 86400 * 1000 * np.array([1, 2]), rtol=1e-5)
 
 
+def test_an_ensemble_run_gives_the_member_mean_from_netcdf_and_from_the_copy(tmp_path):
+    from loaders.ingest import ingest
+
+    members = np.random.default_rng(7).normal(
+        size=(TIMES.size, 3, LAT.size, LON.size)).astype("float32") * 1e-8
+    ds = xr.Dataset({"gpp": (("time", "member", "lat", "lon"), members,
+                             {"units": "kgC m-2 s-1"})},
+                    coords={"time": TIMES, "lat": LAT, "lon": LON})
+    (tmp_path / "nc" / "global").mkdir(parents=True)
+    ds.to_netcdf(tmp_path / "nc" / "global" / "ENS.v1_global_30deg_monthly_2001-2001_Prior.nc")
+    (tmp_path / "zarr").mkdir()
+    ingest(tmp_path / "nc", tmp_path / "zarr" / "global.zarr", progress=False)
+    frames = [gq.cell_series(_service(tmp_path / name), "gpp", lon=10.0, lat=20.0, models=[])
+              for name in ("nc", "zarr")]
+    expected = members[:, :, 3, 6].astype("float64").mean(axis=1) * 1000 * 86400
+    np.testing.assert_allclose(frames[0]["value"].to_numpy(), expected, rtol=1e-5)
+    pd.testing.assert_frame_equal(frames[1], frames[0])
+
+
 def test_file_urls_open_like_local_paths(spread_archive, tmp_path):
     from loaders.ingest import ingest
 
