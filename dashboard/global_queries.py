@@ -17,10 +17,14 @@ and of the posterior (``spread``: the standard deviation across models at each s
 over the chosen steps, the site rule) and its reduction ``1 − spread_post / spread_prior``
 (``spread_reduction``), over the models that have both stages.
 
-Heavy reductions (spread, long-term means, global totals, a cell's series) run on the dask
-cluster given to :func:`configure_dask` (``callmip serve --dask-scheduler``), otherwise in this
-process. NetCDF-backed reductions in this process run under the project's read lock with the
+Heavy reductions (spread, long-term means, global totals) run on the dask cluster given to
+:func:`configure_dask` (``callmip serve --dask-scheduler``), otherwise in this process.
+NetCDF-backed reductions in this process run under the project's read lock with the
 synchronous scheduler (HDF5 is not thread-safe); Zarr-backed ones use dask's threads.
+
+A clicked cell's series (:func:`cell_series`) is read here, without dask, from the source that
+serves it best (:func:`cell_source`): an ingested run's time-series copy (one chunk), else the
+run itself opened without dask, indexed at the cell (NetCDF under the read lock).
 """
 
 from __future__ import annotations
@@ -635,9 +639,60 @@ def global_totals(service: Any, variable: str, models: Sequence[str]) -> pd.Data
             pd.DataFrame(columns=["model", "stage", "time", "value", "units"]))
 
 
+def cell_source(service: Any, run: GlobalRun) -> xr.Dataset | None:
+    """The run opened for reading one cell's series, without dask (kept per service).
+
+    An ingested run's time-series copy (:func:`loaders.gridded.open_series`: every step of a
+    cell in one chunk); else the run's map-chunked store group or local NetCDF file opened
+    without dask, whose ``isel(lat=i, lon=j)`` reads only that cell (one read per time chunk:
+    as cheap as the file's chunking allows). None for a remote NetCDF file (its open run is
+    used) or a source that cannot be opened.
+    """
+    from loaders.gridded import open_series
+    from loaders.readers import _READ_LOCK, _is_remote
+
+    def compute_source() -> xr.Dataset | None:
+        try:
+            if run.group:
+                copy = open_series(run.source, run.group)
+                return copy if copy is not None else open_gridded(
+                    run.source, group=run.group, dask=False)
+            if _is_remote(run.source):
+                return None
+            with _READ_LOCK:
+                return open_gridded(run.source, dask=False)
+        except GridError as exc:
+            log.warning("%s: cell reads fall back to the map chunks (%s)", run.where, exc)
+            return None
+
+    return service.frame(("global_cell_source", run.source, run.group), compute_source)
+
+
+def _read_cell(service: Any, run: GlobalRun, da: xr.DataArray, variable: str, i: int, j: int
+               ) -> xr.DataArray:
+    """``variable`` at cell (i, j) of the standard grid, every step (Table 3 units)."""
+    source = cell_source(service, run)
+    if source is None or source.sizes.get("lat") != da.sizes["lat"] or (
+            source.sizes.get("lon") != da.sizes["lon"]):
+        return compute(da.isel(lat=i, lon=j), netcdf=run.netcdf, heavy=False)
+    cell = source.isel(lat=i, lon=j)
+    try:
+        if run.netcdf:
+            from loaders.readers import _READ_LOCK
+
+            with _READ_LOCK:
+                return field(cell, variable, run.where).load()
+        return field(cell, variable, run.where).load()
+    except GridError:  # a copy without the variable: the map chunks have it
+        return compute(da.isel(lat=i, lon=j), netcdf=run.netcdf, heavy=False)
+
+
 def cell_series(service: Any, variable: str, lon: float, lat: float, models: Sequence[str]
                 ) -> pd.DataFrame:
     """The time series of the grid cell nearest (lon, lat) for every chosen model and stage.
+
+    Each run's cell is read from :func:`cell_source` (an ingested run's time-series copy: one
+    chunk; a NetCDF file or a store without the copy: the cell indexed directly, no dask).
 
     Returns
     -------
@@ -657,8 +712,8 @@ def cell_series(service: Any, variable: str, lon: float, lat: float, models: Seq
             i = int(np.abs(lats - lat).argmin())
             j = int(np.abs(((lons - lon + 180.0) % 360.0) - 180.0).argmin())
             key = ("global_cell", run.source, run.group, variable, i, j)
-            point = _cached(service, key, lambda da=da, i=i, j=j, run=run: compute(
-                da.isel(lat=i, lon=j), netcdf=run.netcdf))
+            point = _cached(service, key, lambda da=da, i=i, j=j, run=run: _read_cell(
+                service, run, da, variable, i, j))
             values, units = _display(np.asarray(point.values), da.attrs["units"])
             rows.append(pd.DataFrame({"model": model, "stage": stage,
                                       "time": pd.DatetimeIndex(point["time"].values),

@@ -5,7 +5,10 @@ turns one into a standard form, or says clearly why it cannot:
 
 * **Sources**: a NetCDF file (``…_global_<res>_<freq>_<YYYY-YYYY>_<stage>.nc``) or a group of a
   Zarr store written by ``callmip ingest`` (:mod:`loaders.ingest`), local paths or fsspec URLs
-  (``s3://…``, ``file://…``). Zarr stores are consolidated, float32, one time step per chunk.
+  (``s3://…``, ``file://…``). Zarr stores are consolidated, float32, one time step per chunk;
+  since layout 2 each run group also holds a child group :data:`SERIES_GROUP`, a copy of its
+  variables chunked for time series (:func:`open_series`). xarray opens only a group's own
+  arrays, so the copy is never one of the run's variables.
 * **Grid**: ``latitude``/``longitude`` are renamed ``lat``/``lon``; each must be one-dimensional,
   finite and strictly monotonic (either direction), latitudes within ±90°, longitudes within
   −180…360°. Longitudes 0–360 are wrapped to [−180, 180) and both axes sorted ascending, so a
@@ -45,8 +48,10 @@ from loaders.variables import (
 
 #: Root attribute that marks a Zarr store written by ``callmip ingest``.
 STORE_MARKER = "callmip_global_store"
-#: Version of the store layout.
-STORE_VERSION = 1
+#: Version of the store layout: 1 map copy only; 2 also the time-series copy of each run.
+STORE_VERSION = 2
+#: Child group of a run's group holding its time-series copy (all steps, small lat/lon blocks).
+SERIES_GROUP = "series"
 #: Tolerance (degrees) for a repeated longitude after wrapping 0–360 to −180…180.
 _LON_TOL = 1e-6
 
@@ -145,7 +150,7 @@ def _zarr_store(path: str) -> Any:
 
 
 def open_gridded(path: str | os.PathLike[str], *, group: str | None = None,
-                 chunks: dict[str, int] | None = None) -> xr.Dataset:
+                 chunks: dict[str, int] | None = None, dask: bool = True) -> xr.Dataset:
     """Open a global run lazily (dask) and check and standardise its grid.
 
     Parameters
@@ -156,6 +161,10 @@ def open_gridded(path: str | os.PathLike[str], *, group: str | None = None,
         The run's group in a Zarr store (the NetCDF file's name without ``.nc``).
     chunks : dict, optional
         Dask chunks; default one time step per chunk for NetCDF, the store's chunks for Zarr.
+    dask : bool
+        False: no dask at all (``chunks`` ignored); the variables stay xarray's lazily indexed
+        arrays, so ``ds.isel(lat=i, lon=j)`` reads only that cell's values, without a task
+        graph (a NetCDF source must then be read under the project's read lock).
 
     Returns
     -------
@@ -171,20 +180,50 @@ def open_gridded(path: str | os.PathLike[str], *, group: str | None = None,
     if is_zarr(path):
         try:
             raw = xr.open_zarr(_zarr_store(path), group=group, consolidated=None,
-                               chunks={} if chunks is None else chunks)
+                               chunks=None if not dask else {} if chunks is None else chunks)
         except Exception as exc:
             where = f"{path} (group {group})" if group else path
             raise GridError(where, f"cannot be opened as Zarr: {exc}") from exc
         return standardise_grid(raw, f"{path}/{group}" if group else path)
     if path.startswith("file://"):  # a local file named as an fsspec URL
         path = path[len("file://"):]
-    if chunks is None and not _is_remote(path):
+    if not dask:
+        chunks = None
+    elif chunks is None and not _is_remote(path):
         chunks = {"time": 1}
     try:
         raw = open_raw(path, chunks=chunks)
     except CalLMIPFileError as exc:
         raise GridError(path, exc.problem) from exc
     return standardise_grid(raw, path)
+
+
+def series_group(group: str) -> str:
+    """The path, in its store, of the time-series copy of the run in ``group``."""
+    return f"{group.rstrip('/')}/{SERIES_GROUP}"
+
+
+def open_series(path: str | os.PathLike[str], group: str) -> xr.Dataset | None:
+    """The time-series copy of a run of an ingested store, opened without dask.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store (local path or fsspec URL).
+    group : str
+        The run's group.
+
+    Returns
+    -------
+    xarray.Dataset or None
+        Standardised like :func:`open_gridded` (Table 3 units, float32, lazily indexed: one
+        cell's series is one chunk read); None when the store has no copy of this run (a
+        store of layout 1, or one whose copy could not be written).
+    """
+    try:  # consolidated metadata: a missing group is a KeyError read from the store's index
+        return open_gridded(path, group=series_group(group), dask=False)
+    except GridError:
+        return None
 
 
 # --------------------------------------------------------------------------- variables
@@ -290,6 +329,7 @@ def app_variables(ds: xr.Dataset) -> list[str]:
             if source_variable(v) in present]
 
 
-__all__ = ["GridError", "KG_S_TO_G_D", "STORE_MARKER", "STORE_VERSION", "app_variables",
-           "display_scale", "field", "is_zarr", "open_gridded", "source_variable",
-           "standardise_grid", "table3_variables", "wrap_longitudes"]
+__all__ = ["SERIES_GROUP", "GridError", "KG_S_TO_G_D", "STORE_MARKER", "STORE_VERSION",
+           "app_variables", "display_scale", "field", "is_zarr", "open_gridded", "open_series",
+           "series_group", "source_variable", "standardise_grid", "table3_variables",
+           "wrap_longitudes"]

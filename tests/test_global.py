@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 
 from dashboard import global_queries as gq
 from dashboard.metrics.global_stats import EARTH_RADIUS, SECONDS_PER
@@ -246,6 +248,176 @@ def test_zarr_and_netcdf_give_identical_frames(spread_archive, tmp_path):
             np.testing.assert_array_equal(a.values, b.values)
     ds = open_gridded(store, group=runs[0].group)
     assert ds["gpp"].dtype == np.float32 and ds["gpp"].encoding["chunks"][0] == 1
+
+
+def _zarray(store: Path, path: str) -> dict:
+    """The zarr (format 2) metadata of the array at ``path`` in ``store``."""
+    import json
+
+    return json.loads((store / path / ".zarray").read_text())
+
+
+def test_the_time_series_copy_holds_the_map_values_chunked_for_series(tmp_path, monkeypatch):
+    import zarr
+
+    from loaders import ingest as ingest_module
+    from loaders.gridded import SERIES_GROUP, open_series
+
+    # a 1° grid of 3 steps (180 × 360 cells: 6 × 12 blocks of 32, the last ones partial)
+    lat = np.arange(-89.5, 90.0, 1.0)
+    lon = np.arange(-179.5, 180.0, 1.0)
+    times = TIMES.append(TIMES[-1:] + np.timedelta64(28, "D"))
+    rng = np.random.default_rng(13)
+    values = rng.normal(size=(times.size, lat.size, lon.size)).astype("float32") * 1e-8
+    values[:, :20] = np.nan  # an ocean band: whole chunks of fill values
+    ds = xr.Dataset({"gpp": (("time", "lat", "lon"), values,
+                             {"units": "kgC m-2 s-1", "long_name": "Gross primary production"})},
+                    coords={"time": times, "lat": lat, "lon": lon})
+    store = tmp_path / "one.zarr"
+    group = "R1.v1_global_1deg_monthly_2001-2001_Prior"
+    ds.chunk({"time": 1, "lat": lat.size, "lon": lon.size}).to_zarr(
+        store, group=group, mode="w", zarr_format=2, consolidated=False)
+    # bands of 64 rows (two chunk rows) at a time: three bands, the last one partial
+    monkeypatch.setattr(ingest_module, "SERIES_BAND_BYTES", 64 * lon.size * 4 * times.size)
+    assert ingest_module.write_series_copy(store, group) == f"{group}/{SERIES_GROUP}"
+    zarr.consolidate_metadata(str(store), zarr_format=2)
+    meta = _zarray(store, f"{group}/{SERIES_GROUP}/gpp")
+    assert meta["chunks"] == [times.size, 32, 32] and meta["shape"] == [3, 180, 360]
+    assert meta["dtype"] == "<f4"
+    assert _zarray(store, f"{group}/gpp")["chunks"] == [1, 180, 360]  # the map copy
+    copy = open_series(store, group)
+    assert copy is not None and copy.chunks == {}  # no dask: a cell is one chunk read
+    np.testing.assert_array_equal(copy["gpp"].values, values)
+    np.testing.assert_array_equal(copy["time"].values, times.values)
+    assert copy["gpp"].attrs["units"] == "kgC m-2 s-1"
+    assert float(copy["gpp"].isel(lat=100, lon=200, time=2)) == values[2, 100, 200]
+    # blocks a side: 32 for a monthly run, smaller chunks for long daily runs
+    assert [ingest_module.series_block(n) for n in (240, 1024, 1025, 1820, 7300)] == [
+        32, 32, 24, 24, 16]
+
+
+def test_ingest_writes_the_copy_beside_the_map_chunks_and_never_as_a_variable(
+        spread_archive, tmp_path):
+    import zarr
+
+    from loaders.catalog import build_catalog
+    from loaders.gridded import (
+        SERIES_GROUP,
+        STORE_MARKER,
+        STORE_VERSION,
+        open_series,
+        series_group,
+    )
+    from loaders.ingest import ingest, store_runs
+
+    write_run(spread_archive / "global", "EXTRA", "Prior",
+              {"nep": field_of("zonal", 1e-9), "hfls": field_of("step", 10.0)},
+              lon360=True, descending=True)
+    store = tmp_path / "new" / "global.zarr"
+    (tmp_path / "new").mkdir()
+    report = ingest(spread_archive, store, progress=False)
+    assert len(report.written) == 7 and not report.failed
+    runs = store_runs(store)
+    assert len(runs) == 7 and not any(SERIES_GROUP in name for name in runs)
+    assert zarr.open_consolidated(str(store), zarr_format=2).attrs[STORE_MARKER] == STORE_VERSION
+    for group in runs:
+        maps, copy = open_gridded(store, group=group), open_series(store, group)
+        assert sorted(maps.data_vars) == sorted(copy.data_vars)
+        assert SERIES_GROUP not in maps.variables
+        for name in maps.data_vars:
+            np.testing.assert_array_equal(copy[name].values, maps[name].values)
+            assert copy[name].dtype == np.float32 and copy[name].attrs == maps[name].attrs
+            assert _zarray(store, f"{series_group(group)}/{name}")["chunks"] == [
+                TIMES.size, LAT.size, LON.size]  # the whole 30° grid fits in one block
+            assert _zarray(store, f"{group}/{name}")["chunks"] == [1, LAT.size, LON.size]
+    # the app, the catalog and the exporter's queries see the runs and their variables only
+    netcdf, stored = _service(spread_archive), _service(tmp_path / "new")
+    assert gq.global_variables(stored) == gq.global_variables(netcdf) == ["NEE", "Qle", "gpp"]
+    extra = gq.run_for(stored, "EXTRA.v1", "Prior")
+    assert extra.group and sorted(gq.open_run(stored, extra).data_vars) == ["hfls", "nep"]
+    assert gq.problems(stored, "gpp") == []
+    assert build_catalog(tmp_path / "new").empty
+    # ingesting again without the copy replaces the group: no stale copy is left behind
+    ingest(spread_archive, store, progress=False, series=False)
+    assert all(open_series(store, group) is None for group in runs)
+
+
+@pytest.fixture
+def cell_sources(spread_archive, tmp_path) -> dict[str, Path]:
+    """The spread archive plus a 0–360, north-to-south run of nep (NetCDF), its store with the
+    time-series copy (layout 2) and a store of layout 1 (map chunks only)."""
+    import zarr
+
+    from loaders.ingest import ingest
+
+    steps = np.array([1.0, -2.0])[:, None, None]
+    write_run(spread_archive / "global", "ODD", "Prior", {"nep": field_of("zonal", 1e-9) * steps},
+              lon360=True, descending=True)
+    roots = {"netcdf": spread_archive}
+    for name, series in (("new", True), ("old", False)):
+        (tmp_path / name).mkdir()
+        ingest(spread_archive, tmp_path / name / "global.zarr", progress=False, series=series)
+        roots[name] = tmp_path / name
+    old = str(roots["old"] / "global.zarr")
+    zarr.open_group(old, mode="a", zarr_format=2).attrs["callmip_global_store"] = 1
+    zarr.consolidate_metadata(old, zarr_format=2)
+    return roots
+
+
+def test_cell_series_is_the_same_from_netcdf_the_series_copy_and_an_old_store(cell_sources):
+    frames = {name: gq.cell_series(_service(root), "gpp", lon=-140.0, lat=50.0, models=[])
+              for name, root in cell_sources.items()}
+    nee = {name: gq.cell_series(_service(root), "NEE", lon=-140.0, lat=50.0, models=["ODD.v1"])
+           for name, root in cell_sources.items()}
+    assert len(frames["netcdf"]) == 3 * 2 * TIMES.size
+    assert set(frames["netcdf"]["cell_lat"]) == {45.0} and set(frames["netcdf"]["cell_lon"]) == {
+        -135.0}
+    # NEE = −nep in gC m-2 d-1 at lat 45, lon −135 (225 E in the file): −(2·45 + sin(−135°))
+    expected = -(90.0 + np.sin(np.deg2rad(-135.0))) * 1e-9 * 1000 * 86400 * np.array([1.0, -2.0])
+    np.testing.assert_allclose(nee["netcdf"]["value"].to_numpy(), expected, rtol=1e-5)
+    for name in ("new", "old"):
+        pd.testing.assert_frame_equal(frames[name], frames["netcdf"])
+        pd.testing.assert_frame_equal(nee[name], nee["netcdf"])
+
+
+def test_each_cell_source_is_read_without_dask_and_the_copy_alone_serves_a_click(
+        cell_sources):
+    chunks = {}
+    for name, root in cell_sources.items():
+        service = _service(root)
+        run = gq.run_for(service, "M1.v1", "Posterior")
+        source = gq.cell_source(service, run)
+        assert source.chunks == {}  # lazily indexed: isel reads the cell, no task graph
+        chunks[name] = source["gpp"].encoding.get("chunks")
+    assert chunks == {"netcdf": None, "new": (TIMES.size, LAT.size, LON.size),
+                      "old": (1, LAT.size, LON.size)}
+    # with the map chunks of gpp gone, the new store still serves a click from its copy
+    store = cell_sources["new"] / "global.zarr"
+    for chunk in store.glob("*/gpp/[0-9]*"):
+        chunk.unlink()
+    frame = gq.cell_series(_service(cell_sources["new"]), "gpp", lon=-160.0, lat=40.0,
+                           models=["M2.v1"])
+    prior = frame[frame["stage"] == "Prior"]["value"].to_numpy()
+    np.testing.assert_allclose(prior, 3e-8 * 86400 * 1000 * np.array([1, 2]), rtol=1e-5)
+
+
+def test_an_ensemble_run_gives_the_member_mean_from_netcdf_and_from_the_copy(tmp_path):
+    from loaders.ingest import ingest
+
+    members = np.random.default_rng(7).normal(
+        size=(TIMES.size, 3, LAT.size, LON.size)).astype("float32") * 1e-8
+    ds = xr.Dataset({"gpp": (("time", "member", "lat", "lon"), members,
+                             {"units": "kgC m-2 s-1"})},
+                    coords={"time": TIMES, "lat": LAT, "lon": LON})
+    (tmp_path / "nc" / "global").mkdir(parents=True)
+    ds.to_netcdf(tmp_path / "nc" / "global" / "ENS.v1_global_30deg_monthly_2001-2001_Prior.nc")
+    (tmp_path / "zarr").mkdir()
+    ingest(tmp_path / "nc", tmp_path / "zarr" / "global.zarr", progress=False)
+    frames = [gq.cell_series(_service(tmp_path / name), "gpp", lon=10.0, lat=20.0, models=[])
+              for name in ("nc", "zarr")]
+    expected = members[:, :, 3, 6].astype("float64").mean(axis=1) * 1000 * 86400
+    np.testing.assert_allclose(frames[0]["value"].to_numpy(), expected, rtol=1e-5)
+    pd.testing.assert_frame_equal(frames[1], frames[0])
 
 
 def test_file_urls_open_like_local_paths(spread_archive, tmp_path):

@@ -30,6 +30,22 @@ comparison. Then, in this process, with Bokeh models built as a server builds th
     to the browser), time step = a new QuadMesh. Ratios naive / optimised are printed.
 ``netcdf_time_step``
     The optimised time step reading the NetCDF files instead of the Zarr store.
+``global_cell_click``
+    A clicked cell's series for every model and stage (``global_queries.cell_series``, 5
+    models × 2 stages), a new ``DataService`` each time (runs opened cold; the operating
+    system's file cache is warm): read from the store's time-series copy (one chunk a run).
+``global_cell_click_warm``
+    Another cell clicked with the same service (runs already open): what a session pays.
+``global_cell_click_old_store``, ``global_cell_click_old_warm``
+    The same two clicks with the copy ignored (a store of layout 1: the cell read from the map
+    chunks, one chunk per time step and run); ratios = old store / copy.
+``netcdf_cell_click``
+    ``global_cell_click`` on the NetCDF files of the first model (2 runs, read directly with
+    an index under the read lock).
+
+The archive's store has the time-series copy of each run (``loaders.ingest.write_series_copy``,
+what ``callmip ingest`` writes since store layout 2); an archive written before it gets the
+copies added once, and the time and size they cost are printed (``series_copy``).
 
 It also prints the data a browser receives for the first maps (the arrays of the Bokeh
 document's data sources), optimised against naive: the QuadMesh's cost is mostly there and in
@@ -95,6 +111,7 @@ def write_archive(out: Path, *, models: int, years: int, resolution: float) -> P
     root = out / tag
     done = root / "COMPLETE"
     if done.exists():
+        add_series_copies(root)
         return root
     root.mkdir(parents=True, exist_ok=True)
     lat = -90 + resolution * (np.arange(int(180 / resolution)) + 0.5)
@@ -133,7 +150,45 @@ def write_archive(out: Path, *, models: int, years: int, resolution: float) -> P
     group.attrs.update({STORE_MARKER: STORE_VERSION, "runs": runs})
     zarr.consolidate_metadata(str(store), zarr_format=2)
     done.write_text("ok")
+    add_series_copies(root)
     return root
+
+
+def _bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def add_series_copies(root: Path) -> dict:
+    """Give every run of the archive's store its time-series copy, once (``SERIES`` marker).
+
+    Returns the cost recorded when they were written: seconds per run, and the bytes of the
+    map copies and of the series copies.
+    """
+    import zarr
+
+    from loaders.gridded import STORE_MARKER, STORE_VERSION, series_group
+    from loaders.ingest import write_series_copy
+
+    marker = root / "SERIES"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    store = root / "global.zarr"
+    group = zarr.open_group(str(store), mode="a", zarr_format=2)
+    seconds, map_bytes, series_bytes = [], 0, 0
+    for name in sorted(dict(group.attrs["runs"])):
+        log(f"time-series copy of {name}")
+        t0 = time.perf_counter()
+        write_series_copy(store, name)
+        seconds.append(time.perf_counter() - t0)
+        series = store / series_group(name)
+        series_bytes += _bytes(series)
+        map_bytes += _bytes(store / name) - _bytes(series)
+    group.attrs.update({STORE_MARKER: STORE_VERSION})
+    zarr.consolidate_metadata(str(store), zarr_format=2)
+    cost = {"seconds_per_run": seconds, "map_mb": map_bytes / 1e6,
+            "series_mb": series_bytes / 1e6}
+    marker.write_text(json.dumps(cost))
+    return cost
 
 
 _LAST_DOC: list = []
@@ -280,6 +335,38 @@ def netcdf_step(root: Path, model: str) -> float:
     return statistics.median(steps)
 
 
+#: Land cells clicked (lon, lat), one per run of the benchmark.
+CLICKS = [(10.25, 50.25), (-60.25, -5.25), (20.75, 0.25), (100.25, 30.25), (-100.25, 40.25),
+          (140.25, -25.25), (30.25, 60.25)]
+
+
+def cell_click(root: Path, models: list[str], k: int, *, map_chunks: bool = False
+               ) -> tuple[float, float]:
+    """Seconds of a clicked cell's series with a new service, then of another cell.
+
+    ``map_chunks``: the store's time-series copy is ignored (as in a store of layout 1).
+    """
+    import contextlib
+    from unittest import mock
+
+    from dashboard import global_queries as gq
+    from dashboard.service import DataService
+
+    (lon, lat), (lon2, lat2) = CLICKS[k % len(CLICKS)], CLICKS[(k + 1) % len(CLICKS)]
+    with (mock.patch("loaders.gridded.open_series", return_value=None) if map_chunks
+          else contextlib.nullcontext()):
+        service = DataService(root, cache_mb=512)
+        t0 = time.perf_counter()
+        frame = gq.cell_series(service, "gpp", lon, lat, models)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gq.cell_series(service, "gpp", lon2, lat2, models)
+        warm = time.perf_counter() - t0
+    if frame["value"].isna().all() or frame["model"].nunique() != len(models):
+        raise RuntimeError(f"cell ({lon}, {lat}): no series read ({len(frame)} rows)")
+    return cold, warm
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     return {"median_s": statistics.median(values), "min_s": min(values), "max_s": max(values)}
 
@@ -326,6 +413,13 @@ def run(args: argparse.Namespace) -> dict:
         add("naive_first_map_5_maps", slow5["first_map"])
         add("naive_time_step_5_maps", slow5["time_step"])
         add("netcdf_time_step", netcdf_step(root, models[0]))
+        cold, warm = cell_click(root, models, k)
+        add("global_cell_click", cold)
+        add("global_cell_click_warm", warm)
+        cold, warm = cell_click(root, models, k, map_chunks=True)
+        add("global_cell_click_old_store", cold)
+        add("global_cell_click_old_warm", warm)
+        add("netcdf_cell_click", cell_click(root / "netcdf", models[:1], k)[0])
     summary = {name: _stats(values) for name, values in results.items()}
     floor_s = summary["global_floor"]["median_s"]
     ratios = {
@@ -344,7 +438,7 @@ def run(args: argparse.Namespace) -> dict:
     return {"archive": str(root), "models": args.models, "years": args.years,
             "resolution": args.resolution, "runs": args.runs, "benchmarks": summary,
             "ratios": ratios, "naive_cube_mb_per_model": slow["cube_mb"],
-            "first_document_mb": sizes}
+            "first_document_mb": sizes, "series_copy": add_series_copies(root)}
 
 
 def print_table(result: dict) -> None:
@@ -359,6 +453,12 @@ def print_table(result: dict) -> None:
     print(f"whole cube per model and session (naive): {result['naive_cube_mb_per_model']:.0f} MB")
     for name, size in result["first_document_mb"].items():
         print(f"data sent to the browser for the first maps, {name}: {size:.2f} MB")
+    copy = result.get("series_copy")
+    if copy:
+        per_run = copy["seconds_per_run"]
+        print(f"time-series copy: {statistics.median(per_run):.2f} s a run "
+              f"({min(per_run):.2f}–{max(per_run):.2f}, {len(per_run)} runs); "
+              f"{copy['series_mb']:.1f} MB beside {copy['map_mb']:.1f} MB of map chunks")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -770,6 +870,9 @@ SERVER_PLAN: list[tuple[str, str | None]] = [
     ("global_first_map_5_maps", "global_floor"), ("netcdf_time_step", "global_time_step"),
     ("naive_first_map", "global_first_map"), ("naive_first_map_5_maps", "global_first_map_5_maps"),
     ("naive_time_step", "global_time_step"), ("naive_time_step_5_maps", "global_time_step_5_maps"),
+    ("global_cell_click", None), ("global_cell_click_warm", None),
+    ("global_cell_click_old_store", "global_cell_click"),
+    ("global_cell_click_old_warm", "global_cell_click_warm"), ("netcdf_cell_click", None),
 ]
 TIME_STEP_TARGET_S = 0.3
 FIRST_MAP_TARGET_RATIO = 1.5
