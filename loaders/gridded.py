@@ -149,6 +149,32 @@ def _zarr_store(path: str) -> Any:
     return path
 
 
+#: Bytes of one dask chunk of a NetCDF run's variable (float32): a few steps of a 0.5° grid,
+#: a whole 2° run. One step a chunk made every reduction over time of a small grid a graph of
+#: thousands of tasks: a Global export of the demo's 2° runs took 808 s, mostly in dask's
+#: scheduling (a long-term mean of three 2° runs: 11 s).
+NETCDF_CHUNK_BYTES = 4 * 2**20
+
+
+def netcdf_time_chunk(path: str | os.PathLike[str]) -> int:
+    """Time steps per dask chunk of a local NetCDF run (:data:`NETCDF_CHUNK_BYTES` a chunk).
+
+    Sized by the largest (time, …) variable's cells per step; 1 if the file cannot be read
+    here (:func:`open_raw` then says why).
+    """
+    import netCDF4
+
+    from loaders.readers import _READ_LOCK
+
+    try:
+        with _READ_LOCK, netCDF4.Dataset(str(path)) as nc:
+            cells = max((int(np.prod(v.shape[1:])) for v in nc.variables.values()
+                         if v.ndim >= 3 and v.dimensions[0] == "time"), default=0)
+    except Exception:
+        return 1
+    return max(1, NETCDF_CHUNK_BYTES // (4 * cells)) if cells else 1
+
+
 def open_gridded(path: str | os.PathLike[str], *, group: str | None = None,
                  chunks: dict[str, int] | None = None, dask: bool = True) -> xr.Dataset:
     """Open a global run lazily (dask) and check and standardise its grid.
@@ -160,7 +186,8 @@ def open_gridded(path: str | os.PathLike[str], *, group: str | None = None,
     group : str, optional
         The run's group in a Zarr store (the NetCDF file's name without ``.nc``).
     chunks : dict, optional
-        Dask chunks; default one time step per chunk for NetCDF, the store's chunks for Zarr.
+        Dask chunks; default :func:`netcdf_time_chunk` steps a chunk for a local NetCDF file,
+        the store's chunks for Zarr.
     dask : bool
         False: no dask at all (``chunks`` ignored); the variables stay xarray's lazily indexed
         arrays, so ``ds.isel(lat=i, lon=j)`` reads only that cell's values, without a task
@@ -190,7 +217,7 @@ def open_gridded(path: str | os.PathLike[str], *, group: str | None = None,
     if not dask:
         chunks = None
     elif chunks is None and not _is_remote(path):
-        chunks = {"time": 1}
+        chunks = {"time": netcdf_time_chunk(path)}
     try:
         raw = open_raw(path, chunks=chunks)
     except CalLMIPFileError as exc:

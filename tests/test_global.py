@@ -484,3 +484,29 @@ def test_an_unreachable_cluster_falls_back_to_in_process(spread_archive, caplog)
     assert any("unreachable" in r.message for r in caplog.records)
     for a, b in zip(got, local, strict=True):
         np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_netcdf_runs_are_chunked_by_bytes_not_one_step_a_chunk(tmp_path):
+    """A small grid's run is one dask chunk (one step a chunk made every reduction a graph of
+    thousands of tasks); a 0.5° run gets a few steps a chunk; the values do not change."""
+    from loaders.gridded import NETCDF_CHUNK_BYTES, netcdf_time_chunk
+
+    small = write_run(tmp_path / "small", "SMALL", "Prior", {"gpp": field_of("step", 1e-8)})
+    ds = open_gridded(small)
+    assert ds["gpp"].chunks[0] == (TIMES.size,)
+    lat = np.arange(-89.75, 90.0, 0.5)
+    lon = np.arange(-179.75, 180.0, 0.5)
+    times = pd.date_range("2001-01-01", periods=6, freq="MS")
+    values = np.arange(6, dtype="float32")[:, None, None] * np.ones((6, lat.size, lon.size),
+                                                                      dtype="float32")
+    big = tmp_path / "BIG.v1_global_0.5deg_monthly_2001-2001_Prior.nc"
+    xr.Dataset({"gpp": (("time", "lat", "lon"), values, {"units": "kg m-2 s-1"})},
+               coords={"time": times, "lat": lat, "lon": lon}).to_netcdf(big)
+    steps = NETCDF_CHUNK_BYTES // (4 * lat.size * lon.size)
+    assert netcdf_time_chunk(big) == steps == 4
+    chunked = open_gridded(big)["gpp"]
+    assert chunked.chunks[0] == (4, 2)
+    np.testing.assert_array_equal(chunked.isel(time=5, lat=3, lon=7).values, 5.0)
+    np.testing.assert_array_equal(chunked.mean("time").values,
+                                  open_gridded(big, chunks={"time": 1})["gpp"].mean("time"))
+    assert netcdf_time_chunk(tmp_path / "missing.nc") == 1
