@@ -50,9 +50,6 @@ OPEN_POLLING = "raf"
 #: ``__benchLastChange`` is the time of the last document change (for :func:`settle`).
 INIT_JS = """
 (() => {
-  // A page made ahead of its navigation (Chromium.new_page) waits on about:blank: no probe
-  // there, whose animation-frame loop would keep it busy (~0.1 core per page) until used.
-  if (location.href === 'about:blank') return;
   const COMPLETE = '__COMPLETE__';
   window.__benchErrors = [];
   window.addEventListener('error', (e) => window.__benchErrors.push(String(e.message)));
@@ -222,7 +219,6 @@ class Chromium:
         self.blocked_urls: list[str] = []
         self._playwright: Any = None
         self._browser: Any = None
-        self._spare: list[Any] = []
 
     async def start(self) -> None:
         """Launch chromium."""
@@ -234,7 +230,6 @@ class Chromium:
 
     async def close(self) -> None:
         """Close chromium and the Playwright driver (safe to call twice)."""
-        self._spare.clear()
         if self._browser is not None:
             await self._browser.close()
             self._browser = None
@@ -249,35 +244,14 @@ class Chromium:
             self.blocked_urls.append(url)
         await route.abort()
 
-    async def make_spare_pages(self, n: int) -> None:
-        """Create ``n`` pages ahead, one after the other, for :meth:`new_page` to hand out.
-
-        Creating a page starts a renderer process (0.3-0.8 s here, and its CPU for a second or
-        two after): done ahead, while nothing is measured, that time leaves the measured
-        phases. A spare page waits on ``about:blank`` (idle: INIT_JS does nothing there); its
-        context is as fresh as a new one (no request, no cache, no cookie).
-        """
-        for _ in range(n):
-            self._spare.append(await self._new_page())
-
-    async def new_page(self, *, spare: bool = True) -> Any:
+    async def new_page(self) -> Any:
         """A page in a new browser context (empty cache, own cookies) with the probes installed.
-
-        Parameters
-        ----------
-        spare : bool
-            Hand out a page made ahead by :meth:`make_spare_pages` if one is left.
 
         Returns
         -------
         playwright.async_api.Page
             The page; close it with :func:`close_page`.
         """
-        if spare and self._spare:
-            return self._spare.pop(0)
-        return await self._new_page()
-
-    async def _new_page(self) -> Any:
         context = await self._browser.new_context(viewport=VIEWPORT)
         await context.route(NOT_LOCAL, self._block)
         await context.add_init_script(INIT_JS)

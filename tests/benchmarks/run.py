@@ -617,7 +617,7 @@ async def _warm_up(chromium: Chromium, server: Server, url: str, cfg: Config) ->
     It also tells whether the server's pages mark themselves complete (COMPLETE_CLASS); if
     not, later opens wait for a quiet page instead and no ``*_complete`` time is measured.
     """
-    page = await chromium.new_page(spare=False)  # the spare pages are for measured opens
+    page = await chromium.new_page()
     try:
         opened = await open_timed(page, url, **_open_options(cfg, server))
     finally:
@@ -911,22 +911,13 @@ async def start_chromium(chromium: Chromium) -> None:
         raise BenchError(f"chromium did not start: {exc}") from exc
 
 
-def spare_pages(cfg: Config) -> int:
-    """Pages made ahead for the measured opens of ``--quick`` (none for the full run).
-
-    Floor, Overview and Sites opens (``runs`` each) and the simultaneous opens.
-    """
-    return 3 * cfg.runs + cfg.bursts * cfg.n_simultaneous if cfg.quick else 0
-
-
 async def prepare(groups: list[Group], chromium: Chromium, launch: asyncio.Task,
                   tree: asyncio.Task, cfg: Config) -> dict[str, str]:
     """Get every server and the browser ready, unmeasured; return the servers that failed.
 
     All of it overlaps: each started server is waited for and, as soon as it answers (and
     chromium, launched by ``launch``, is up), opened once per warm-up URL, while the others
-    still start, ``tree`` (the synthetic tree) is written and, with ``--quick``, chromium makes
-    the measured opens' pages ahead (:func:`spare_pages`). Then it waits until the servers,
+    still start and ``tree`` (the synthetic tree) is written. Then it waits until the servers,
     chromium and Playwright's driver together are idle (:func:`wait_idle`), so every
     measurement that follows has the machine to itself, as when each warm-up came just
     before its server's measurements.
@@ -959,23 +950,26 @@ async def prepare(groups: list[Group], chromium: Chromium, launch: asyncio.Task,
             return
         log(f"{server.name} server warmed up in {time.monotonic() - t0:.1f} s")
 
-    async def spares() -> None:
-        await launch
-        t0 = time.monotonic()
-        await chromium.make_spare_pages(spare_pages(cfg))
-        if spare_pages(cfg):
-            log(f"{spare_pages(cfg)} pages made ahead in {time.monotonic() - t0:.1f} s")
-
-    await asyncio.gather(spares(), *(ready(group) for group in groups))
+    await asyncio.gather(*(ready(group) for group in groups))
     await tree
     alive = [g.server for g in groups if g.server.name not in failed]
+    browser = browser_pids([g.server for g in groups])
     t0 = time.monotonic()
-    if await asyncio.to_thread(wait_idle, alive, cfg.idle_timeout_s,
-                               others=browser_pids([g.server for g in groups])):
+    if await asyncio.to_thread(wait_idle, alive, cfg.idle_timeout_s, others=browser):
         log(f"servers and browser idle {time.monotonic() - t0:.1f} s later")
     else:
-        log(f"NOTE: servers still busy after {cfg.idle_timeout_s:.0f} s; measuring anyway")
+        log(f"NOTE: servers or browser still busy after {cfg.idle_timeout_s:.0f} s "
+            f"({await asyncio.to_thread(_busy, alive, browser)}); measuring anyway")
     return failed
+
+
+def _busy(servers: Sequence[Server], browser: Sequence[int], interval: float = 0.5) -> str:
+    """CPUs used by each server and by the browser over ``interval`` seconds (for a note)."""
+    parts = [(s.name, [s], ()) for s in servers] + [("browser", [], browser)]
+    before = [_cpu_seconds(group, others) for _, group, others in parts]
+    time.sleep(interval)
+    return ", ".join(f"{name} {(_cpu_seconds(group, others) - cpu) / interval:.2f}"
+                     for (name, group, others), cpu in zip(parts, before, strict=True))
 
 
 async def bench_browser(groups: list[Group], failed: dict[str, str], chromium: Chromium,
