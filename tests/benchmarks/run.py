@@ -45,16 +45,24 @@ Benchmarks (medians of ``--runs`` measurements, in seconds):
     browser part.
 
 ``peak_rss_mb`` of an entry is the peak resident memory (MB) of the server during that
-benchmark (of this process for the in-process ones). The servers start together and the
-benchmarks wait until they are idle; each server runs with ``CALLMIP_CACHE_DIR`` in a temporary
-folder unless it is set. Chromium runs with tests/conftest.py's switches and every request not
-to 127.0.0.1 is aborted (and counted).
+benchmark (of this process for the in-process ones). Each server runs with
+``CALLMIP_CACHE_DIR`` in a temporary folder unless it is set. Chromium runs with
+tests/conftest.py's switches and every request not to 127.0.0.1 is aborted (and counted).
 
-The archive is the embedded demo archive by default. ``--quick`` (under a minute when the app
-meets its targets) uses the tiny test archive, 2 runs, 3 sites, 4 simultaneous pages, a warm-up
-of the Sites view only, leaves out the Parameters view and the minimal page's own simultaneous
-opens, and runs the simultaneous opens on the
-same app server after the switches, with the Sites opens as their ``single_open`` baseline.
+Nothing is measured until everything is ready, and then one thing at a time. The set-up
+overlaps: chromium is launched while the archive is written, the app servers start as soon as
+it is, then the floor's server; each server gets its unmeasured warm-up opens as soon as it
+answers, while the others still start and the synthetic tree is written; then the run waits
+until the servers, chromium and Playwright's driver are all idle. The measurements follow, in
+order: catalog, floor, app (and the fresh app server). A line ``phases: ...`` on stderr gives
+the wall time of each phase.
+
+The archive is the embedded demo archive by default. ``--quick`` (under a minute; README
+has the measured wall times) uses the tiny test archive, 2 runs, 3 sites,
+3 simultaneous pages (``simultaneous_open_3``; 8 without ``--quick``), a warm-up of the Sites
+view only, leaves out the Parameters view and the minimal page's own simultaneous opens, and
+runs the simultaneous opens on the same app server after the switches, with the Sites opens
+as their ``single_open`` baseline.
 
 The machine may be shared and noisy: this measures, it asserts nothing, and exits 0 even when
 a target is missed. It exits 1 when some benchmark could not be measured (the others are still
@@ -368,13 +376,18 @@ class Server:
         """The last lines the process printed."""
         return "\n".join(f"    {line}" for line in self.output)
 
-    def stop(self) -> None:
-        """Kill the process group (SIGTERM, then SIGKILL) and stop sampling."""
+    def stop(self, *, graceful: bool = True) -> None:
+        """Kill the process group (SIGTERM, then SIGKILL) and stop sampling.
+
+        ``graceful=False``: SIGKILL at once (the app takes 1-2 s to exit on SIGTERM; a
+        benchmark server has nothing to clean up: no uploads, its metric cache is temporary).
+        """
         if self.sampler is not None:
             self.sampler.stop()
         if self.process is None or self.process.poll() is not None:
             return
-        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        steps = ((signal.SIGTERM, 5), (signal.SIGKILL, 5)) if graceful else ((signal.SIGKILL, 5),)
+        for sig, wait in steps:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
             try:
@@ -1158,7 +1171,7 @@ def make_config(args: argparse.Namespace, root: str, cache_dir: Path) -> Config:
     runs = args.runs or (2 if args.quick else 5)
     quick = args.quick
     return Config(root=root, runs=runs, n_sites=3 if quick else 6,
-                  n_simultaneous=4 if quick else 8, quick=quick,
+                  n_simultaneous=3 if quick else 8, quick=quick,
                   serve_args=list(args.serve_arg), env=env, quiet_ms=300 if quick else 1000,
                   settle_ms=500 if quick else 1000, stall_s=10 if quick else 20,
                   start_timeout_s=120 if quick else 900, idle_timeout_s=30 if quick else 600,
@@ -1214,7 +1227,7 @@ async def _run(args: argparse.Namespace,
                 launch.cancel()
             servers = [g.server for g in groups] or [floor]
             await asyncio.gather(chromium.close(),
-                                 *(asyncio.to_thread(s.stop) for s in servers),
+                                 *(asyncio.to_thread(s.stop, graceful=False) for s in servers),
                                  asyncio.to_thread(shutil.rmtree, tree, ignore_errors=True),
                                  return_exceptions=True)
     peaks = [g.server.sampler.overall_peak / 2**20 for g in groups[1:] if g.server.sampler]
