@@ -1223,6 +1223,7 @@ async def _run(args: argparse.Namespace,
     floor = floor_server(cfg)
     groups: list[Group] = []
     launch: asyncio.Task | None = None
+    writing: asyncio.Task | None = None
     tree = tmp / "tree"
     try:
         with phase("set-up"):
@@ -1250,6 +1251,9 @@ async def _run(args: argparse.Namespace,
         with phase("tear-down"):
             if launch is not None and not launch.done():
                 launch.cancel()
+            if writing is not None:  # done unless the set-up failed: let it end before rmtree
+                with contextlib.suppress(Exception):
+                    await writing
             servers = [g.server for g in groups] or [floor]
             await asyncio.gather(chromium.close(),
                                  *(asyncio.to_thread(s.stop, graceful=False) for s in servers),
