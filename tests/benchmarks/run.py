@@ -57,8 +57,8 @@ until the servers, chromium and Playwright's driver are all idle. The measuremen
 order: catalog, floor, app (and the fresh app server). A line ``phases: ...`` on stderr gives
 the wall time of each phase.
 
-The archive is the embedded demo archive by default. ``--quick`` (under a minute; README
-has the measured wall times) uses the tiny test archive, 2 runs, 3 sites,
+The archive is the embedded demo archive by default. ``--quick`` (meant to take under a
+minute; README has the measured wall times) uses the tiny test archive, 2 runs, 3 sites,
 3 simultaneous pages (``simultaneous_open_3``; 8 without ``--quick``), a warm-up of the Sites
 view only, leaves out the Parameters view and the minimal page's own simultaneous opens, and
 runs the simultaneous opens on the same app server after the switches, with the Sites opens
