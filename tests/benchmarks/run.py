@@ -786,8 +786,7 @@ async def bench_app(cfg: Config, chromium: Chromium, server: Server, results: Re
     if cfg.quick:
         results.samples["single_open"] = list(results.samples["sites_first_plot"])
         results.peaks["single_open"] = results.peaks["sites_first_plot"]
-        with phase("simultaneous opens"):
-            await bench_bursts(cfg, chromium, server, results, sites_url)
+        await bench_bursts(cfg, chromium, server, results, sites_url)
 
 
 async def bench_parameters(cfg: Config, chromium: Chromium, server: Server, results: Results,
@@ -795,10 +794,11 @@ async def bench_parameters(cfg: Config, chromium: Chromium, server: Server, resu
     """``parameters_first_plot`` and ``parameters_complete`` (issue #12), after a warm-up."""
     assert server.sampler is not None
     try:
-        await _warm_up(chromium, server, url, cfg)
-        server.sampler.take_peak_mb()
-        opened, page = await _opens(chromium, server, url, cfg)
-        await close_page(page)
+        with phase("parameters warm-up and opens"):
+            await _warm_up(chromium, server, url, cfg)
+            server.sampler.take_peak_mb()
+            opened, page = await _opens(chromium, server, url, cfg)
+            await close_page(page)
         _record_opens(results, "parameters_first_plot", opened, server.sampler.take_peak_mb())
     except BenchError as exc:
         results.fail(["parameters_first_plot", "parameters_complete"], exc, server)
@@ -858,8 +858,9 @@ async def bench_fresh(cfg: Config, chromium: Chromium, server: Server, results: 
     assert server.sampler is not None
     url = f"{server.url}?view=sites&site={site}"
     server.sampler.take_peak_mb()
-    opened, page = await _opens(chromium, server, url, cfg)
-    await close_page(page)
+    with phase("single opens"):
+        opened, page = await _opens(chromium, server, url, cfg)
+        await close_page(page)
     _record_opens(results, "single_open", opened, server.sampler.take_peak_mb())
     await bench_bursts(cfg, chromium, server, results, url)
 
@@ -876,13 +877,15 @@ async def bench_bursts(cfg: Config, chromium: Chromium, server: Server, results:
     name = f"{name}_{cfg.n_simultaneous}"
     server.sampler.take_peak_mb()
     bursts = []
-    for _ in range(cfg.bursts):
-        # First plots only: the server's last measurement, so pages may close half-built.
-        opened = await open_simultaneously(chromium, url, cfg.n_simultaneous,
-                                           timeout_s=2 * cfg.open_timeout_s, complete=False)
-        bursts.append([o.first_plot_s for o in opened])
-        _describe(f"{name} (one burst)", bursts[-1])
-        log(f"non-local requests blocked so far: {sum(chromium.blocked.values())}")
+    with phase(name.replace("_", " ")):
+        for _ in range(cfg.bursts):
+            # First plots only: the server's last measurement, so pages may close half-built.
+            opened = await open_simultaneously(chromium, url, cfg.n_simultaneous,
+                                               timeout_s=2 * cfg.open_timeout_s,
+                                               complete=False)
+            bursts.append([o.first_plot_s for o in opened])
+            _describe(f"{name} (one burst)", bursts[-1])
+            log(f"non-local requests blocked so far: {sum(chromium.blocked.values())}")
     results.samples[name] = [t for burst in bursts for t in burst]
     results.summaries[name] = median([median(b) for b in bursts])
     results.summaries[f"{name}_p95"] = median([p95(b) for b in bursts])
