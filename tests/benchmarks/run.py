@@ -45,16 +45,24 @@ Benchmarks (medians of ``--runs`` measurements, in seconds):
     browser part.
 
 ``peak_rss_mb`` of an entry is the peak resident memory (MB) of the server during that
-benchmark (of this process for the in-process ones). The servers start together and the
-benchmarks wait until they are idle; each server runs with ``CALLMIP_CACHE_DIR`` in a temporary
-folder unless it is set. Chromium runs with tests/conftest.py's switches and every request not
-to 127.0.0.1 is aborted (and counted).
+benchmark (of this process for the in-process ones). Each server runs with
+``CALLMIP_CACHE_DIR`` in a temporary folder unless it is set. Chromium runs with
+tests/conftest.py's switches and every request not to 127.0.0.1 is aborted (and counted).
 
-The archive is the embedded demo archive by default. ``--quick`` (under a minute when the app
-meets its targets) uses the tiny test archive, 2 runs, 3 sites, 4 simultaneous pages, a warm-up
-of the Sites view only, leaves out the Parameters view and the minimal page's own simultaneous
-opens, and runs the simultaneous opens on the
-same app server after the switches, with the Sites opens as their ``single_open`` baseline.
+Nothing is measured until everything is ready, and then one thing at a time. The set-up
+overlaps: chromium is launched while the archive is written, the app servers start as soon as
+it is, then the floor's server; each server gets its unmeasured warm-up opens as soon as it
+answers, while the others still start and the synthetic tree is written; then the run waits
+until the servers, chromium and Playwright's driver are all idle. The measurements follow, in
+order: catalog, floor, app (and the fresh app server). A line ``phases: ...`` on stderr gives
+the wall time of each phase.
+
+The archive is the embedded demo archive by default. ``--quick`` (meant to take under a
+minute; README has the measured wall times) uses the tiny test archive, 2 runs, 3 sites,
+3 simultaneous pages (``simultaneous_open_3``; 8 without ``--quick``), a warm-up of the Sites
+view only, leaves out the Parameters view and the minimal page's own simultaneous opens, and
+runs the simultaneous opens on the same app server after the switches, with the Sites opens
+as their ``single_open`` baseline.
 
 The machine may be shared and noisy: this measures, it asserts nothing, and exits 0 even when
 a target is missed. It exits 1 when some benchmark could not be measured (the others are still
@@ -99,7 +107,7 @@ from _browser import (  # noqa: E402  (after the path set-up)
     Chromium,
     Opened,
     close_page,
-    open_fresh,
+    open_fresh,  # noqa: F401  (bench_global.py calls run.open_fresh)
     open_simultaneously,
     open_timed,
     settle,
@@ -128,6 +136,26 @@ def _load() -> str:
 def log(message: str) -> None:
     """Print a progress line on stderr (stdout is kept for the result)."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+#: Wall time of each phase of the run, in order (name, seconds), for the closing log line.
+PHASES: list[tuple[str, float]] = []
+
+
+@contextlib.contextmanager
+def phase(name: str):  # noqa: ANN201  (a context manager)
+    """Time the ``with`` block as one phase of the run and log its wall time (stderr)."""
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        PHASES.append((name, time.monotonic() - t0))
+        log(f"phase {name}: {PHASES[-1][1]:.1f} s")
+
+
+def phases_line() -> str:
+    """The phases and their wall times (seconds), in order."""
+    return "phases: " + "; ".join(f"{name} {seconds:.1f} s" for name, seconds in PHASES)
 
 
 # --- the floor app ------------------------------------------------------------------------
@@ -348,13 +376,18 @@ class Server:
         """The last lines the process printed."""
         return "\n".join(f"    {line}" for line in self.output)
 
-    def stop(self) -> None:
-        """Kill the process group (SIGTERM, then SIGKILL) and stop sampling."""
+    def stop(self, *, graceful: bool = True) -> None:
+        """Kill the process group (SIGTERM, then SIGKILL) and stop sampling.
+
+        ``graceful=False``: SIGKILL at once (the app takes 1-2 s to exit on SIGTERM; a
+        benchmark server has nothing to clean up: no uploads, its metric cache is temporary).
+        """
         if self.sampler is not None:
             self.sampler.stop()
         if self.process is None or self.process.poll() is not None:
             return
-        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        steps = ((signal.SIGTERM, 5), (signal.SIGKILL, 5)) if graceful else ((signal.SIGKILL, 5),)
+        for sig, wait in steps:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
             try:
@@ -393,14 +426,14 @@ def wait_servers(servers: Sequence[Server], cfg: Config) -> dict[str, str]:
     return failed
 
 
-def _cpu_seconds(servers: Sequence[Server]) -> float:
+def _cpu_seconds(servers: Sequence[Server], others: Sequence[int] = ()) -> float:
     import psutil
 
     total = 0.0
-    for server in servers:
-        assert server.process is not None
+    pids = [server.process.pid for server in servers if server.process is not None]
+    for pid in [*pids, *others]:
         with contextlib.suppress(psutil.Error):
-            root = psutil.Process(server.process.pid)
+            root = psutil.Process(pid)
             for proc in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
                     times = proc.cpu_times()
@@ -408,9 +441,20 @@ def _cpu_seconds(servers: Sequence[Server]) -> float:
     return total
 
 
+def browser_pids(servers: Sequence[Server]) -> list[int]:
+    """This process's children that are not ``servers``: Playwright's driver (and chromium)."""
+    import psutil
+
+    mine = {server.process.pid for server in servers if server.process is not None}
+    return [child.pid for child in psutil.Process().children() if child.pid not in mine]
+
+
 def wait_idle(servers: Sequence[Server], timeout_s: float, *, cores: float = 0.1,
-              window_s: float = 1.5) -> bool:
+              window_s: float = 1.5, others: Sequence[int] = ()) -> bool:
     """Wait until ``servers`` together use under ``cores`` CPUs for ``window_s`` seconds.
+
+    ``others``: more processes (with their descendants) that must be idle too, e.g. the
+    browser after its warm-up pages (:func:`browser_pids`).
 
     Returns
     -------
@@ -418,11 +462,11 @@ def wait_idle(servers: Sequence[Server], timeout_s: float, *, cores: float = 0.1
         False if they were still busy after ``timeout_s``.
     """
     t0 = last_t = time.monotonic()
-    last_cpu = _cpu_seconds(servers)
+    last_cpu = _cpu_seconds(servers, others)
     quiet_since: float | None = None
     while time.monotonic() - t0 < timeout_s:
         time.sleep(0.25)
-        now, cpu = time.monotonic(), _cpu_seconds(servers)
+        now, cpu = time.monotonic(), _cpu_seconds(servers, others)
         busy = max(cpu - last_cpu, 0.0) / (now - last_t) >= cores
         last_t, last_cpu = now, cpu
         quiet_since = None if busy else (quiet_since or now)
@@ -516,8 +560,11 @@ def archive_subjects(root: str, n_sites: int) -> tuple[list[str], list[str]]:
     return sites[:n_sites], list(ids.value_counts().index)
 
 
-def bench_catalog(cfg: Config, results: Results, tree: Path) -> None:
-    """``catalog_build`` on the archive and ``catalog_build_10k`` on the synthetic ``tree``."""
+def bench_catalog(cfg: Config, results: Results, tree: Path, *, remove: bool = True) -> None:
+    """``catalog_build`` on the archive and ``catalog_build_10k`` on the synthetic ``tree``.
+
+    ``remove``: delete the tree afterwards (else the caller does, when nothing is measured).
+    """
     from loaders.catalog import build_catalog
 
     n_runs = max(cfg.runs, 3)
@@ -533,9 +580,10 @@ def bench_catalog(cfg: Config, results: Results, tree: Path) -> None:
         results.fail(["catalog_build", "catalog_build_10k"], exc)
     finally:
         sampler.stop()
-        t0 = time.perf_counter()
-        shutil.rmtree(tree, ignore_errors=True)
-        log(f"synthetic tree removed in {time.perf_counter() - t0:.1f} s")
+        if remove:
+            t0 = time.perf_counter()
+            shutil.rmtree(tree, ignore_errors=True)
+            log(f"synthetic tree removed in {time.perf_counter() - t0:.1f} s")
 
 
 def make_synthetic_tree(path: Path) -> None:
@@ -545,6 +593,31 @@ def make_synthetic_tree(path: Path) -> None:
     t0 = time.perf_counter()
     make_tree(path, 10_000)
     log(f"synthetic 10,000-file tree written in {time.perf_counter() - t0:.1f} s")
+
+
+async def in_low_priority_thread(function: Callable[..., Any], *args: Any) -> None:
+    """Run ``function(*args)`` in a thread of its own at nice 10; wait for it.
+
+    For set-up work beside the servers' start-up (writing the synthetic tree, mostly file
+    creation in the kernel: 0.5 s on a quiet machine, 10 s and more when other jobs keep it
+    busy), so that under contention the servers get the CPU first. A thread of its own: the
+    pool of :func:`asyncio.to_thread` runs the measured catalog build later.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future = loop.create_future()
+
+    def target() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # not Linux: normal priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        try:
+            function(*args)
+        except BaseException as exc:  # noqa: BLE001  (handed to the awaiting coroutine)
+            loop.call_soon_threadsafe(done.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(done.set_result, None)
+
+    threading.Thread(target=target, name="callmip-bench-setup", daemon=True).start()
+    await done
 
 
 def _timed_calls(function: Callable[[str], Any], arg: str, n: int) -> list[float]:
@@ -582,7 +655,11 @@ async def _warm_up(chromium: Chromium, server: Server, url: str, cfg: Config) ->
     It also tells whether the server's pages mark themselves complete (COMPLETE_CLASS); if
     not, later opens wait for a quiet page instead and no ``*_complete`` time is measured.
     """
-    opened = await open_fresh(chromium, url, **_open_options(cfg, server))
+    page = await chromium.new_page()
+    try:
+        opened = await open_timed(page, url, **_open_options(cfg, server))
+    finally:
+        await close_page(page)
     if not server.marks_complete or opened.complete_s is not None:
         return
     log(f"NOTE: warm-up {url} was not complete (page state {opened.state})")
@@ -649,18 +726,25 @@ async def _switches(page: Any, probe: str | None, values: list, cfg: Config) -> 
 
 
 async def bench_floor(cfg: Config, chromium: Chromium, server: Server,
-                      results: Results) -> None:
-    """``floor`` (page open) and ``floor_update`` (the curve's data swapped by a widget)."""
+                      results: Results, *, warm_up: bool = True) -> None:
+    """``floor`` (page open) and ``floor_update`` (the curve's data swapped by a widget).
+
+    ``warm_up``: open the page once, unmeasured, first (False: it was, see :func:`prepare`).
+    """
     assert server.sampler is not None
-    await _warm_up(chromium, server, server.url, cfg)
+    if warm_up:
+        await _warm_up(chromium, server, server.url, cfg)
     server.sampler.take_peak_mb()
-    opened, page = await _opens(chromium, server, server.url, cfg)
+    with phase("floor opens"):
+        opened, page = await _opens(chromium, server, server.url, cfg)
     _record_opens(results, "floor", opened, server.sampler.take_peak_mb())
     try:
-        await settle(page, quiet_ms=cfg.settle_ms)
-        await watch_updates(page)
-        values = _cycle(FLOOR_SERIES[1:] + FLOOR_SERIES[:1], cfg.runs)
-        results.samples["floor_update"] = await _switches(page, FLOOR_SERIES[0], values, cfg)
+        with phase("floor updates"):
+            await settle(page, quiet_ms=cfg.settle_ms)
+            await watch_updates(page)
+            values = _cycle(FLOOR_SERIES[1:] + FLOOR_SERIES[:1], cfg.runs)
+            results.samples["floor_update"] = await _switches(page, FLOOR_SERIES[0], values,
+                                                              cfg)
     finally:
         await close_page(page)
     results.peaks["floor_update"] = server.sampler.take_peak_mb()
@@ -673,27 +757,28 @@ async def bench_app(cfg: Config, chromium: Chromium, server: Server, results: Re
                     sites: list[str], models: list[str]) -> None:
     """First plots of the Overview and Sites views, then the switches on the last Sites page.
 
-    One unmeasured open of each view comes first (of the Sites view only with ``--quick``).
-    With ``--quick`` the simultaneous opens run here too, after the switches, with the Sites
-    opens as their ``single_open`` baseline, instead of on a fresh server.
+    The server was warmed up (:func:`app_warm_urls`, in :func:`prepare`). With ``--quick`` the
+    simultaneous opens run here too, after the switches, with the Sites opens as their
+    ``single_open`` baseline, instead of on a fresh server.
     """
     assert server.sampler is not None
     sites_url = f"{server.url}?view=sites&site={sites[0]}"
     overview_url = f"{server.url}?view=overview"
     params_url = f"{server.url}?view=parameters&scenario=1"
-    for url in [sites_url] if cfg.quick else [overview_url, sites_url]:
-        await _warm_up(chromium, server, url, cfg)
     server.sampler.take_peak_mb()
     try:
-        opened, page = await _opens(chromium, server, overview_url, cfg)
-        await close_page(page)
+        with phase("overview opens"):
+            opened, page = await _opens(chromium, server, overview_url, cfg)
+            await close_page(page)
         _record_opens(results, "overview_first_plot", opened, server.sampler.take_peak_mb())
     except BenchError as exc:
         results.fail(["overview_first_plot", "overview_complete"], exc, server)
-    opened, page = await _opens(chromium, server, sites_url, cfg)
+    with phase("sites opens"):
+        opened, page = await _opens(chromium, server, sites_url, cfg)
     _record_opens(results, "sites_first_plot", opened, server.sampler.take_peak_mb())
     try:
-        await bench_switches(cfg, page, server, results, sites, models)
+        with phase("switches"):
+            await bench_switches(cfg, page, server, results, sites, models)
     finally:
         await close_page(page)
     if not cfg.quick:  # not one of the serving issue's measurements: the full run has it
@@ -709,10 +794,11 @@ async def bench_parameters(cfg: Config, chromium: Chromium, server: Server, resu
     """``parameters_first_plot`` and ``parameters_complete`` (issue #12), after a warm-up."""
     assert server.sampler is not None
     try:
-        await _warm_up(chromium, server, url, cfg)
-        server.sampler.take_peak_mb()
-        opened, page = await _opens(chromium, server, url, cfg)
-        await close_page(page)
+        with phase("parameters warm-up and opens"):
+            await _warm_up(chromium, server, url, cfg)
+            server.sampler.take_peak_mb()
+            opened, page = await _opens(chromium, server, url, cfg)
+            await close_page(page)
         _record_opens(results, "parameters_first_plot", opened, server.sampler.take_peak_mb())
     except BenchError as exc:
         results.fail(["parameters_first_plot", "parameters_complete"], exc, server)
@@ -768,13 +854,13 @@ def _model_plan(models: list[str], options: list | None,
 
 async def bench_fresh(cfg: Config, chromium: Chromium, server: Server, results: Results,
                       site: str) -> None:
-    """On a server that served nobody yet: ``single_open``, then the simultaneous bursts."""
+    """On a server that served nobody but its warm-up: ``single_open``, then the bursts."""
     assert server.sampler is not None
     url = f"{server.url}?view=sites&site={site}"
-    await _warm_up(chromium, server, url, cfg)
     server.sampler.take_peak_mb()
-    opened, page = await _opens(chromium, server, url, cfg)
-    await close_page(page)
+    with phase("single opens"):
+        opened, page = await _opens(chromium, server, url, cfg)
+        await close_page(page)
     _record_opens(results, "single_open", opened, server.sampler.take_peak_mb())
     await bench_bursts(cfg, chromium, server, results, url)
 
@@ -791,13 +877,15 @@ async def bench_bursts(cfg: Config, chromium: Chromium, server: Server, results:
     name = f"{name}_{cfg.n_simultaneous}"
     server.sampler.take_peak_mb()
     bursts = []
-    for _ in range(cfg.bursts):
-        # First plots only: the server's last measurement, so pages may close half-built.
-        opened = await open_simultaneously(chromium, url, cfg.n_simultaneous,
-                                           timeout_s=2 * cfg.open_timeout_s, complete=False)
-        bursts.append([o.first_plot_s for o in opened])
-        _describe(f"{name} (one burst)", bursts[-1])
-        log(f"non-local requests blocked so far: {sum(chromium.blocked.values())}")
+    with phase(name.replace("_", " ")):
+        for _ in range(cfg.bursts):
+            # First plots only: the server's last measurement, so pages may close half-built.
+            opened = await open_simultaneously(chromium, url, cfg.n_simultaneous,
+                                               timeout_s=2 * cfg.open_timeout_s,
+                                               complete=False)
+            bursts.append([o.first_plot_s for o in opened])
+            _describe(f"{name} (one burst)", bursts[-1])
+            log(f"non-local requests blocked so far: {sum(chromium.blocked.values())}")
     results.samples[name] = [t for burst in bursts for t in burst]
     results.summaries[name] = median([median(b) for b in bursts])
     results.summaries[f"{name}_p95"] = median([p95(b) for b in bursts])
@@ -806,16 +894,32 @@ async def bench_bursts(cfg: Config, chromium: Chromium, server: Server, results:
 
 @dataclass
 class Group:
-    """Benchmarks sharing one server: their names and the coroutine that measures them."""
+    """Benchmarks sharing one server: their names, the coroutine that measures them, and the
+    pages opened once, unmeasured, before any measurement (the warm-up, see :func:`prepare`)."""
 
     server: Server
     names: list[str]
     bench: Callable[[Server], Any]
+    warm_urls: list[str] = field(default_factory=list)
+
+
+def app_warm_urls(cfg: Config, server: Server, site: str) -> list[str]:
+    """The app server's warm-up opens: the Overview (not with ``--quick``), then the Sites view.
+
+    The first session of a process pays imports and first renders; the measured opens come
+    after these.
+    """
+    sites_url = f"{server.url}?view=sites&site={site}"
+    return [sites_url] if cfg.quick else [f"{server.url}?view=overview", sites_url]
 
 
 def plan_groups(cfg: Config, chromium: Chromium, results: Results, sites: list[str],
-                models: list[str]) -> list[Group]:
-    """The floor server, an app server, and (without ``--quick``) a fresh app server."""
+                models: list[str], floor: Server | None = None) -> list[Group]:
+    """The floor server, an app server, and (without ``--quick``) a fresh app server.
+
+    ``floor``: the floor's server if it was created already (it starts before the archive is
+    ready); the others are created here, not started.
+    """
     sim = f"simultaneous_open_{cfg.n_simultaneous}"
     app_names = ["overview_first_plot", "overview_complete", "sites_first_plot",
                  "sites_complete", "switch_site", "switch_variable", "switch_models"]
@@ -823,46 +927,114 @@ def plan_groups(cfg: Config, chromium: Chromium, results: Results, sites: list[s
         app_names += ["parameters_first_plot", "parameters_complete"]
     floor_sim = f"floor_simultaneous_{cfg.n_simultaneous}"
     floor_names = ["floor", "floor_update"] + ([] if cfg.quick else [floor_sim, f"{floor_sim}_p95"])
+    floor = floor or floor_server(cfg)
+    app = app_server(cfg, "app")
     groups = [
-        Group(floor_server(cfg), floor_names,
-              lambda s: bench_floor(cfg, chromium, s, results)),
-        Group(app_server(cfg, "app"),
-              app_names + (["single_open", sim, f"{sim}_p95"] if cfg.quick else []),
-              lambda s: bench_app(cfg, chromium, s, results, sites, models)),
+        Group(floor, floor_names,
+              lambda s: bench_floor(cfg, chromium, s, results, warm_up=False), [floor.url]),
+        Group(app, app_names + (["single_open", sim, f"{sim}_p95"] if cfg.quick else []),
+              lambda s: bench_app(cfg, chromium, s, results, sites, models),
+              app_warm_urls(cfg, app, sites[0])),
     ]
     if not cfg.quick:
-        groups.append(Group(app_server(cfg, "fresh app"), ["single_open", sim, f"{sim}_p95"],
-                            lambda s: bench_fresh(cfg, chromium, s, results, sites[0])))
+        fresh = app_server(cfg, "fresh app")
+        groups.append(Group(fresh, ["single_open", sim, f"{sim}_p95"],
+                            lambda s: bench_fresh(cfg, chromium, s, results, sites[0]),
+                            app_warm_urls(cfg, fresh, sites[0])[-1:]))
     return groups
+
+
+async def start_chromium(chromium: Chromium) -> None:
+    """Launch chromium; a failure is a :class:`BenchError` (nothing in the browser can run)."""
+    try:
+        await chromium.start()
+    except Exception as exc:
+        raise BenchError(f"chromium did not start: {exc}") from exc
+
+
+async def prepare(groups: list[Group], chromium: Chromium, launch: asyncio.Task,
+                  tree: asyncio.Task, cfg: Config) -> dict[str, str]:
+    """Get every server and the browser ready, unmeasured; return the servers that failed.
+
+    All of it overlaps: each started server is waited for and, as soon as it answers (and
+    chromium, launched by ``launch``, is up), opened once per warm-up URL, while the others
+    still start and ``tree`` (the synthetic tree) is written. Then it waits until the servers,
+    chromium and Playwright's driver together are idle (:func:`wait_idle`), so every
+    measurement that follows has the machine to itself, as when each warm-up came just
+    before its server's measurements.
+
+    Returns
+    -------
+    dict
+        Server name → why it cannot be measured (did not start, or its warm-up failed).
+    """
+    failed: dict[str, str] = {}
+
+    async def ready(group: Group) -> None:
+        server = group.server
+        try:
+            seconds = await asyncio.to_thread(server.wait_ready, cfg.start_timeout_s)
+            log(f"{server.name} server answers {seconds:.1f} s after it was waited for")
+        except BenchError as exc:
+            failed[server.name] = str(exc)
+            log(f"FAILED to start: {exc}")
+            server.stop()
+            return
+        await launch
+        t0 = time.monotonic()
+        try:
+            for url in group.warm_urls:
+                await _warm_up(chromium, server, url, cfg)
+        except Exception as exc:  # a broken server or page: report it, measure the rest
+            failed[server.name] = f"its warm-up failed: {exc}"
+            log(f"FAILED the warm-up of the {server.name} server: {exc}\n{server.tail()}")
+            return
+        log(f"{server.name} server warmed up in {time.monotonic() - t0:.1f} s")
+
+    await asyncio.gather(*(ready(group) for group in groups))
+    await tree
+    alive = [g.server for g in groups if g.server.name not in failed]
+    browser = browser_pids([g.server for g in groups])
+    t0 = time.monotonic()
+    if await asyncio.to_thread(wait_idle, alive, cfg.idle_timeout_s, others=browser):
+        log(f"servers and browser idle {time.monotonic() - t0:.1f} s later")
+    else:
+        log(f"NOTE: servers or browser still busy after {cfg.idle_timeout_s:.0f} s "
+            f"({await asyncio.to_thread(_busy, alive, browser)}); measuring anyway")
+    return failed
+
+
+def _busy(servers: Sequence[Server], browser: Sequence[int], interval: float = 0.5) -> str:
+    """CPUs used by each server and by the browser over ``interval`` seconds (for a note)."""
+    parts = [(s.name, [s], ()) for s in servers] + [("browser", [], browser)]
+    before = [_cpu_seconds(group, others) for _, group, others in parts]
+    time.sleep(interval)
+    return ", ".join(f"{name} {(_cpu_seconds(group, others) - cpu) / interval:.2f}"
+                     for (name, group, others), cpu in zip(parts, before, strict=True))
 
 
 async def bench_browser(groups: list[Group], failed: dict[str, str], chromium: Chromium,
                         results: Results) -> None:
-    """Run each group's benchmarks in chromium, stopping each server when it is done."""
-    try:
-        await chromium.start()
-    except Exception as exc:
-        await chromium.close()
-        raise BenchError(f"chromium did not start: {exc}") from exc
-    try:
-        for group in groups:
-            if group.server.name in failed:
-                results.fail(group.names, failed[group.server.name])
-                continue
-            blocked = sum(chromium.blocked.values())
-            try:
-                await group.bench(group.server)
-            except Exception as exc:  # a broken server or page: report it, measure the rest
-                results.fail(group.names, exc, group.server)
-            finally:
+    """Run each group's benchmarks in the started chromium.
+
+    Each server but the last is stopped when its group is done (the last one is stopped by
+    the caller, together with chromium).
+    """
+    for group in groups:
+        if group.server.name in failed:
+            results.fail(group.names, failed[group.server.name])
+            continue
+        blocked = sum(chromium.blocked.values())
+        try:
+            await group.bench(group.server)
+        except Exception as exc:  # a broken server or page: report it, measure the rest
+            results.fail(group.names, exc, group.server)
+        finally:
+            if group is not groups[-1]:
                 group.server.stop()
-            if sum(chromium.blocked.values()) > blocked:
-                log(f"NOTE: pages of the {group.server.name} server asked for "
-                    f"{sum(chromium.blocked.values()) - blocked} non-local resources (blocked)")
-    finally:
-        await chromium.close()
-    peaks = [g.server.sampler.overall_peak / 2**20 for g in groups[1:] if g.server.sampler]
-    results.peaks["peak_memory"] = max(peaks, default=0.0) or None
+        if sum(chromium.blocked.values()) > blocked:
+            log(f"NOTE: pages of the {group.server.name} server asked for "
+                f"{sum(chromium.blocked.values()) - blocked} non-local resources (blocked)")
 
 
 # --- report --------------------------------------------------------------------------------
@@ -1027,7 +1199,7 @@ def make_config(args: argparse.Namespace, root: str, cache_dir: Path) -> Config:
     runs = args.runs or (2 if args.quick else 5)
     quick = args.quick
     return Config(root=root, runs=runs, n_sites=3 if quick else 6,
-                  n_simultaneous=4 if quick else 8, quick=quick,
+                  n_simultaneous=3 if quick else 8, quick=quick,
                   serve_args=list(args.serve_arg), env=env, quiet_ms=300 if quick else 1000,
                   settle_ms=500 if quick else 1000, stall_s=10 if quick else 20,
                   start_timeout_s=120 if quick else 900, idle_timeout_s=30 if quick else 600,
@@ -1036,29 +1208,62 @@ def make_config(args: argparse.Namespace, root: str, cache_dir: Path) -> Config:
 
 def run(args: argparse.Namespace, tmp: Path) -> tuple[list[dict[str, Any]], Results, Config]:
     """Measure everything; return the report entries, the raw results and the settings."""
+    return asyncio.run(_run(args, tmp))
+
+
+async def _run(args: argparse.Namespace,
+               tmp: Path) -> tuple[list[dict[str, Any]], Results, Config]:
+    """:func:`run`'s work. The set-up overlaps (see :func:`prepare`); no measurement does.
+
+    Chromium is launched while the archive is written; the app servers start as soon as it
+    is (their start-up is the longest part of the set-up), then the floor server, and the
+    synthetic tree is written while they start.
+    """
     executable, chromium_args = chromium_setup()
-    root = resolve_archive(args, tmp)
-    cfg = make_config(args, root, tmp / "cache")
-    log(f"archive {root}; {cfg.runs} runs per benchmark; metric cache "
-        f"{cfg.env['CALLMIP_CACHE_DIR']}; {_load()}")
-    sites, models = archive_subjects(root, cfg.n_sites)
-    if not sites:
-        raise BenchError(f"no site with observations and site runs under {root}")
-    log(f"sites {sites}; models {models[:2]} first")
+    cfg = make_config(args, "", tmp / "cache")  # the root is set once the archive is ready
     results = Results()
     chromium = Chromium(executable, chromium_args)
-    groups = plan_groups(cfg, chromium, results, sites, models)
+    floor = floor_server(cfg)
+    groups: list[Group] = []
+    launch: asyncio.Task | None = None
+    writing: asyncio.Task | None = None
+    tree = tmp / "tree"
     try:
-        for group in groups:
-            log(f"starting the {group.server.name} server: {shlex.join(group.server.argv)}")
-            group.server.start()
-        make_synthetic_tree(tmp / "tree")  # while the servers start (not timed)
-        failed = wait_servers([g.server for g in groups], cfg)
-        bench_catalog(cfg, results, tmp / "tree")
-        asyncio.run(bench_browser(groups, failed, chromium, results))
+        with phase("set-up"):
+            launch = asyncio.create_task(start_chromium(chromium))
+            cfg.root = await asyncio.to_thread(resolve_archive, args, tmp)
+            log(f"archive {cfg.root}; {cfg.runs} runs per benchmark; metric cache "
+                f"{cfg.env['CALLMIP_CACHE_DIR']}; {_load()}")
+            sites, models = await asyncio.to_thread(archive_subjects, cfg.root, cfg.n_sites)
+            if not sites:
+                raise BenchError(f"no site with observations and site runs under {cfg.root}")
+            log(f"sites {sites}; models {models[:2]} first")
+            groups = plan_groups(cfg, chromium, results, sites, models, floor)
+            for group in [*groups[1:], groups[0]]:  # the floor's server last
+                log(f"starting the {group.server.name} server: "
+                    f"{shlex.join(group.server.argv)}")
+                group.server.start()
+            # Written while the servers start (not timed), giving way to them.
+            writing = asyncio.create_task(in_low_priority_thread(make_synthetic_tree, tree))
+            failed = await prepare(groups, chromium, launch, writing, cfg)
+        with phase("catalog"):
+            await asyncio.to_thread(bench_catalog, cfg, results, tree, remove=False)
+        with phase("browser"):
+            await bench_browser(groups, failed, chromium, results)
     finally:
-        for group in groups:
-            group.server.stop()
+        with phase("tear-down"):
+            if launch is not None and not launch.done():
+                launch.cancel()
+            if writing is not None:  # done unless the set-up failed: let it end before rmtree
+                with contextlib.suppress(Exception):
+                    await writing
+            servers = [g.server for g in groups] or [floor]
+            await asyncio.gather(chromium.close(),
+                                 *(asyncio.to_thread(s.stop, graceful=False) for s in servers),
+                                 asyncio.to_thread(shutil.rmtree, tree, ignore_errors=True),
+                                 return_exceptions=True)
+    peaks = [g.server.sampler.overall_peak / 2**20 for g in groups[1:] if g.server.sampler]
+    results.peaks["peak_memory"] = max(peaks, default=0.0) or None
     blocked = chromium.blocked
     results.blocked_requests = sum(blocked.values())
     log(f"blocked {sum(blocked.values())} non-local requests"
@@ -1102,6 +1307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    log(phases_line())
     log(f"done in {time.monotonic() - t0:.0f} s; {_load()}")
     if args.json:
         print(json.dumps({"benchmarks": entries}))
