@@ -79,22 +79,45 @@ def test_maps_share_colour_limits_and_follow_the_time(archive):
     assert view.time_mode.value == "month" and view.time_slider.value == 2
 
 
-def test_the_map_is_a_rasterized_dynamic_map_with_units_in_hover(archive):
+def test_the_map_is_resampled_as_rasterize_does_once_per_view(archive, monkeypatch):
+    """The map is a DynamicMap over the plot's range and size streams (zoom refines it),
+    resampled with datashader by rasterize's rule at the frame's size; reported ranges and
+    sizes that match what is drawn resample nothing and send no new image."""
+    from holoviews.operation.datashader import rasterize
+
+    from dashboard.views import global_map
+
     view, s = _view(archive, time="2010-06", models=["BETA.v1"])
     _root(view)
     pane = view.map_holder.objects[0].objects[0]
     assert isinstance(pane.object, hv.DynamicMap)
-    operations, todo = set(), [pane.object]
-    while todo:  # walk the DynamicMap graph: the map is an output of datashader's rasterize
-        dmap = todo.pop()
-        operation = getattr(dmap.callback, "operation", None)
-        if operation is not None:
-            operations.add(getattr(operation, "name", type(operation).__name__))
-        todo += [i for i in getattr(dmap.callback, "inputs", []) if isinstance(i, hv.DynamicMap)]
-    assert any("rasterize" in op for op in operations), operations
+    raster = view._rasters[0]
+    kinds = {type(st) for st in raster.streams}
+    assert {hv.streams.RangeXY, hv.streams.PlotSize} <= kinds
     image = pane.object[()].Image.I
     assert image.vdims[0].pprint_label == "gpp (gC m⁻² d⁻¹)"
+    width, height = view._frame_sizes[0]
+    expected = rasterize(view._image(0, "2010-06"), dynamic=False, precompute=True,
+                         width=width, height=height)
+    np.testing.assert_allclose(image.dimension_values(2, flat=False),
+                               expected.dimension_values(2, flat=False), equal_nan=True)
+    assert image.bounds.lbrt() == pytest.approx(expected.bounds.lbrt())
     assert np.isfinite(image.dimension_values(2)).any()
+    calls = []
+    real = global_map.regrid
+    monkeypatch.setattr(global_map, "regrid", lambda *a, **k: calls.append(a) or real(*a, **k))
+    plot = next(iter(pane._plots.values()))[0]
+    source = next(sp.handles["source"] for sp in plot.subplots.values()
+                  if "image" in sp.handles.get("source").data)
+    drawn = source.data["image"][0]
+    left, bottom, right, top = image.bounds.lbrt()
+    ranges = next(st for st in raster.streams if isinstance(st, hv.streams.RangeXY))
+    size = next(st for st in raster.streams if isinstance(st, hv.streams.PlotSize))
+    ranges.event(x_range=(left, right), y_range=(bottom, top))  # what the browser reports
+    size.event(width=width, height=height)
+    assert calls == [] and source.data["image"][0] is drawn
+    ranges.event(x_range=(0.0, 90.0), y_range=(0.0, 45.0))  # a zoom: resampled and sent
+    assert len(calls) == 1 and source.data["image"][0] is not drawn
 
 
 def test_layers_use_diverging_symmetric_limits_for_differences(archive):

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+import geoviews as gv
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from holoviews.operation.datashader import rasterize
 
 from dashboard import global_queries as gq
 from dashboard.service import DataService
@@ -121,8 +121,11 @@ class GlobalView(pn.viewable.Viewer):
         self._zonal_figure = None
         self._zonal_scheduled = False
         self._zonal_hover = None
-        #: The rasterize DynamicMap of each map (its range and size streams say what is shown).
+        #: The DynamicMap of each map (its range and size streams say what is shown), the
+        #: last frame drawn of each (its view and element) and each plot's frame size.
         self._rasters: dict[int, hv.DynamicMap] = {}
+        self._frames: dict[int, tuple[tuple, hv.Image]] = {}
+        self._frame_sizes: dict[int, tuple[int, int]] = {}
         self._map_panes: list[pn.pane.HoloViews] = []
         self.layer = pn.widgets.Select.from_param(
             s.param.layer, options={label: key for key, label in gq.LAYERS.items()},
@@ -317,8 +320,10 @@ class GlobalView(pn.viewable.Viewer):
     def _panel(self, index: int, width: int) -> hv.DynamicMap:
         s = self.selection
         projection = s.projection
-        raster = rasterize(hv.DynamicMap(partial(self._image, index), streams=[self._time_stream]),
-                           precompute=True)
+        height = int(width / (2.4 if projection == "PlateCarree" else 1.97))
+        raster = hv.DynamicMap(partial(self._map_frame, index, (width, height)),
+                               streams=[self._time_stream, hv.streams.RangeXY(),
+                                        hv.streams.PlotSize()])
         self._rasters[index] = raster
         diverging = self.maps[index].diverging if index < len(self.maps) else False
         units = pretty_units(self.maps[index].units) if index < len(self.maps) else ""
@@ -337,7 +342,6 @@ class GlobalView(pn.viewable.Viewer):
         land = gm.land_outline(projection, self.look.fg if self.look.theme == "dark"
                                else "#333333")
         title = self.maps[index].title.split(", ")[0] if index < len(self.maps) else ""
-        height = int(width / (2.4 if projection == "PlateCarree" else 1.97))
         return (raster * land * sites).opts(
             hv.opts.Overlay(title=title, frame_width=width, frame_height=height,
                             fontscale=self.look.fontscale, bgcolor=self.look.bg,
@@ -384,25 +388,59 @@ class GlobalView(pn.viewable.Viewer):
                ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         """Map ``index`` at ``time`` resampled for the plot's current range and size.
 
-        With datashader directly (:func:`global_map.regrid`) once the browser has reported
-        the plot's range and size; before that, through HoloViews' ``rasterize`` with what
-        its streams hold (the same rule).
+        Returns the image (first row at the bottom, Bokeh's order) and its bounds.
         """
         kwargs = {}
         for stream in raster.streams:
             if isinstance(stream, (hv.streams.RangeXY, hv.streams.PlotSize)):
                 kwargs.update({k: v for k, v in stream.contents.items() if v is not None})
-        if all(kwargs.get(k) is not None for k in ("x_range", "y_range", "width", "height")):
-            m = self.maps[index]
-            values, xs, ys = gm.map_grid(m.values, m.lat, m.lon, self.selection.projection)
-            ratio = getattr(pn.state.browser_info, "device_pixel_ratio", None)
-            ratio = ratio if isinstance(ratio, (int, float)) else 1
-            return gm.regrid(values, xs, ys, kwargs["x_range"], kwargs["y_range"],
-                             int(kwargs["width"] * ratio), int(kwargs["height"] * ratio))
-        frame = rasterize(self._image(index, time), dynamic=False, precompute=True,
-                          **{k: v for k, v in kwargs.items()
-                             if k in ("x_range", "y_range", "width", "height")})
-        return frame.dimension_values(2, flat=False), frame.bounds.lbrt()
+        element = self._map_frame(index, self._frame_sizes.get(index, (720, 300)), time,
+                                  **kwargs)
+        return element.dimension_values(2, flat=False), element.bounds.lbrt()
+
+    def _map_frame(self, index: int, frame: tuple[int, int], time: str,
+                   x_range: tuple[float, float] | None = None,
+                   y_range: tuple[float, float] | None = None, width: int | None = None,
+                   height: int | None = None, scale: float | None = None) -> hv.Image:
+        """Map ``index`` resampled with datashader for what its plot shows.
+
+        The range and size are those the browser reported (zoom refines the raster); before
+        any report, the whole grid at the plot's frame size. Asked again for the same view,
+        the same element is returned and HoloViews sends nothing: through ``rasterize``, a
+        page load resampled, sent and redrew every map three times (at 400 × 400, again
+        when the browser reported the ranges, again when it reported the size).
+        """
+        self._frame_sizes[index] = frame
+        if index >= len(self.maps):
+            return self._image(index, time)
+        m = self.maps[index]
+        projection = self.selection.projection
+        values, xs, ys = gm.map_grid(m.values, m.lat, m.lon, projection)
+        full_x = (xs[0] - (xs[-1] - xs[0]) / max(xs.size - 1, 1) / 2,
+                  xs[-1] + (xs[-1] - xs[0]) / max(xs.size - 1, 1) / 2)
+        full_y = (ys[0] - (ys[-1] - ys[0]) / max(ys.size - 1, 1) / 2,
+                  ys[-1] + (ys[-1] - ys[0]) / max(ys.size - 1, 1) / 2)
+        x_range = tuple(x_range) if x_range and np.isfinite(x_range).all() else full_x
+        y_range = tuple(y_range) if y_range and np.isfinite(y_range).all() else full_y
+        ratio = getattr(pn.state.browser_info, "device_pixel_ratio", None)
+        ratio = ratio if isinstance(ratio, (int, float)) else 1
+        size = (int((width or frame[0]) * ratio), int((height or frame[1]) * ratio))
+        key = (id(m), time, projection, x_range, y_range, size)
+        cached = self._frames.get(index)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        image, (left, bottom, right, top) = gm.regrid(values, xs, ys, x_range, y_range, *size)
+        value_dim = hv.Dimension("value", label=self.selection.variable,
+                                 unit=pretty_units(m.units) or None)
+        data = np.flipud(image)  # (an Image's first row is its top)
+        bounds = (left, bottom, right, top)
+        if projection == "PlateCarree":
+            element = hv.Image(data, bounds=bounds, kdims=[gm.LON, gm.LAT], vdims=[value_dim])
+        else:
+            element = gv.Image(data, bounds=bounds, kdims=["x", "y"], vdims=[value_dim],
+                               crs=gm.crs(projection))
+        self._frames[index] = (key, element)
+        return element
 
     def _style(self, element: hv.Image, time: str) -> hv.Image:
         """A rasterized frame with the colour limits shared by the maps of this step."""
@@ -429,6 +467,7 @@ class GlobalView(pn.viewable.Viewer):
         # One pane per map in a grid: HoloViews Layouts of fixed-frame overlays collapsed to
         # zero size in Panel 1.9.
         self._rasters = {}
+        self._frames = {}
         panes = [pn.pane.HoloViews(self._panel(i, width), name=f"global-map-{i}",
                                    linked_axes=False) for i in range(n)]
         self._map_panes = panes
