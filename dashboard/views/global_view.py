@@ -3,9 +3,11 @@
 The map area shows the selected layer (:data:`dashboard.global_queries.LAYERS`): one map per
 model, posterior − prior, the multi-model mean, the spread prior vs posterior or its reduction,
 all with colour limits shared across the maps (diverging and symmetric for differences and
-reductions). Maps are ``rasterize``d ``DynamicMap``s: zooming re-rasterizes at the screen's
-resolution, and a new time step re-runs one callback per map (the stream ``_TimeStream``);
-the colour limits are applied to the rasterized frame in the same update. A new layer, variable,
+reductions). Each map is a ``DynamicMap`` over the plot's range and size streams that
+resamples the grid with datashader by ``rasterize``'s rule (:meth:`GlobalView._map_frame`):
+zooming re-renders at the screen's resolution; a time step puts the new frame straight into
+the map's image source (:meth:`GlobalView._step_maps`) with the colour limits shared by the
+maps of that step. A new layer, variable,
 stage, model choice or projection rebuilds the maps. Beside the maps: the zonal-mean profile;
 below: the global land total (PgC yr⁻¹ for carbon fluxes, else the land mean) and the time
 series of the cell last clicked, prior (dashed) and posterior (solid) for every model. Site
