@@ -15,7 +15,7 @@ import io
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import panel as pn
 import param
@@ -32,7 +32,7 @@ from dashboard.checking import (
 from dashboard.service import DataService
 from dashboard.state import SITE_VARIABLES, Selection
 from dashboard.uploads import SessionUploads, UploadLimits, install_cleanup_handlers, safe_name
-from dashboard.views.loading import in_server_session
+from dashboard.views.loading import in_server_session, lazy_pool, off_the_loop
 from dashboard.views.site_figures import (
     drawn,
     scatter_figure,
@@ -48,18 +48,8 @@ log = logging.getLogger(__name__)
 #: Threads that check uploads off the event loop (shared by the sessions of a worker; the
 #: NetCDF reads inside take the project's read lock, so more threads would only queue there).
 CHECK_THREADS = 2
-_EXECUTOR: ThreadPoolExecutor | None = None
-_EXECUTOR_LOCK = threading.Lock()
-
-
-def check_executor() -> ThreadPoolExecutor:
-    """The worker's pool of check threads (created on first use, after any fork)."""
-    global _EXECUTOR
-    with _EXECUTOR_LOCK:
-        if _EXECUTOR is None:
-            _EXECUTOR = ThreadPoolExecutor(max_workers=CHECK_THREADS,
-                                           thread_name_prefix="callmip-check")
-        return _EXECUTOR
+#: The worker's pool of check threads (created on first use, after any fork).
+check_executor = lazy_pool(CHECK_THREADS, "callmip-check")
 
 INTRO = """
 ### Check my files
@@ -482,37 +472,25 @@ class CheckView(pn.viewable.Viewer):
         comparison is drawn at once.
         """
         proxy, site = self._session_service, self.site.value
-        doc = pn.state.curdoc
         if proxy is None or not site or not in_server_session():
             self._draw_comparison()
             return
         variable = self.variable.value
-        future = check_executor().submit(proxy.site_series, site, variable,
-                                         _uploaded_scenario(proxy, site))
         self.compare.loading = True
 
         def draw() -> None:
-            from panel.io.state import set_curdoc
-
-            with set_curdoc(doc):
-                if (self.site.value, self.variable.value) != (site, variable):
-                    return  # a later choice draws
-                self.compare.loading = False
-                try:
-                    self._draw_comparison()  # the series are read: this draws them
-                except Exception:  # never a traceback in the browser
-                    log.exception("drawing the comparison failed")
-                    self.compare.objects = [pn.pane.HTML(alert_html(
-                        "The comparison could not be drawn; the server log says why.",
-                        "danger"))]
-
-        def finished(_future: Future) -> None:  # in the check thread
+            if (self.site.value, self.variable.value) != (site, variable):
+                return  # a later choice draws
+            self.compare.loading = False
             try:
-                doc.add_next_tick_callback(draw)
-            except Exception:  # the session has gone
-                log.debug("series read after the session ended", exc_info=True)
+                self._draw_comparison()  # the series are read: this draws them
+            except Exception:  # never a traceback in the browser
+                log.exception("drawing the comparison failed")
+                self.compare.objects = [pn.pane.HTML(alert_html(
+                    "The comparison could not be drawn; the server log says why.", "danger"))]
 
-        future.add_done_callback(finished)
+        off_the_loop(lambda: proxy.site_series(site, variable, _uploaded_scenario(proxy, site)),
+                     draw, executor=check_executor)
 
     def _draw_comparison(self) -> None:
         proxy = self._session_service

@@ -164,9 +164,15 @@ def raster_element(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, project
     return gv.Image((xs, ys, values), kdims=["x", "y"], vdims=[value_dim], crs=crs(projection))
 
 
+def grid_extent(centres: np.ndarray) -> tuple[float, float]:
+    """Outer edges of a regular grid's ascending cell centres."""
+    step = (centres[-1] - centres[0]) / max(centres.size - 1, 1)
+    return float(centres[0] - step / 2), float(centres[-1] + step / 2)
+
+
 def regrid(values: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-           x_range: tuple[float, float], y_range: tuple[float, float], width: int, height: int
-           ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+           x_range: tuple[float, float] | None, y_range: tuple[float, float] | None,
+           width: int, height: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """A grid resampled for the screen with datashader, as HoloViews' ``rasterize`` does it.
 
     The rule of ``holoviews.operation.datashader.regrid`` (no upsampling, no expansion beyond
@@ -180,8 +186,8 @@ def regrid(values: np.ndarray, xs: np.ndarray, ys: np.ndarray,
         (y, x) values on the cell centres ``ys``, ``xs``.
     xs, ys : numpy.ndarray
         Cell centres along x and y (ascending, regular).
-    x_range, y_range : tuple of float
-        The plot's visible range.
+    x_range, y_range : tuple of float or None
+        The plot's visible range (None or not finite: the whole grid).
     width, height : int
         The plot's size in device pixels.
 
@@ -195,10 +201,11 @@ def regrid(values: np.ndarray, xs: np.ndarray, ys: np.ndarray,
     import datashader as ds
     import xarray as xr
 
-    dx = (xs[-1] - xs[0]) / max(xs.size - 1, 1)
-    dy = (ys[-1] - ys[0]) / max(ys.size - 1, 1)
-    ex0, ex1 = xs[0] - dx / 2, xs[-1] + dx / 2
-    ey0, ey1 = ys[0] - dy / 2, ys[-1] + dy / 2
+    (ex0, ex1), (ey0, ey1) = grid_extent(xs), grid_extent(ys)
+    if x_range is None or not np.isfinite(x_range).all():
+        x_range = (ex0, ex1)
+    if y_range is None or not np.isfinite(y_range).all():
+        y_range = (ey0, ey1)
     x0 = min(max(x_range[0], ex0), ex1)
     x1 = max(min(x_range[1], ex1), ex0)
     y0 = min(max(y_range[0], ey0), ey1)

@@ -418,12 +418,9 @@ class GlobalView(pn.viewable.Viewer):
         m = self.maps[index]
         projection = self.selection.projection
         values, xs, ys = gm.map_grid(m.values, m.lat, m.lon, projection)
-        full_x = (xs[0] - (xs[-1] - xs[0]) / max(xs.size - 1, 1) / 2,
-                  xs[-1] + (xs[-1] - xs[0]) / max(xs.size - 1, 1) / 2)
-        full_y = (ys[0] - (ys[-1] - ys[0]) / max(ys.size - 1, 1) / 2,
-                  ys[-1] + (ys[-1] - ys[0]) / max(ys.size - 1, 1) / 2)
-        x_range = tuple(x_range) if x_range and np.isfinite(x_range).all() else full_x
-        y_range = tuple(y_range) if y_range and np.isfinite(y_range).all() else full_y
+        # (no report yet: the whole grid, the view the browser then reports as its range)
+        x_range = tuple(x_range) if x_range and np.isfinite(x_range).all() else gm.grid_extent(xs)
+        y_range = tuple(y_range) if y_range and np.isfinite(y_range).all() else gm.grid_extent(ys)
         ratio = getattr(pn.state.browser_info, "device_pixel_ratio", None)
         ratio = ratio if isinstance(ratio, (int, float)) else 1
         size = (int((width or frame[0]) * ratio), int((height or frame[1]) * ratio))

@@ -71,24 +71,40 @@ def after_this_update(callback: Callable[[], None]) -> None:
         callback()
 
 
+def lazy_pool(threads: int, prefix: str) -> Callable[[], ThreadPoolExecutor]:
+    """A function returning the worker's thread pool, created on its first call.
+
+    Created on first use, so after any fork of the server's workers: no thread is inherited.
+
+    Parameters
+    ----------
+    threads : int
+        Threads of the pool.
+    prefix : str
+        Name prefix of its threads (logs, tests).
+    """
+    pool: list[ThreadPoolExecutor] = []
+    lock = threading.Lock()
+
+    def get() -> ThreadPoolExecutor:
+        with lock:
+            if not pool:
+                pool.append(ThreadPoolExecutor(max_workers=threads, thread_name_prefix=prefix))
+            return pool[0]
+
+    return get
+
+
 #: Threads of a worker that compute for sessions off the event loop (reads and reductions of
 #: global runs: the dask reductions inside use their own threads).
 BACKGROUND_THREADS = 2
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+#: The worker's pool for :func:`off_the_loop`.
+background_executor = lazy_pool(BACKGROUND_THREADS, "callmip-background")
 
 
-def background_executor() -> ThreadPoolExecutor:
-    """The worker's pool for :func:`off_the_loop` (created on first use, after any fork)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS,
-                                       thread_name_prefix="callmip-background")
-        return _POOL
-
-
-def off_the_loop(work: Callable[[], Any], then: Callable[[], None]) -> Future | None:
+def off_the_loop(work: Callable[[], Any], then: Callable[[], None],
+                 executor: Callable[[], ThreadPoolExecutor] = background_executor
+                 ) -> Future | None:
     """Run ``work`` in a background thread, then ``then`` on the session's event loop.
 
     For slow reads a session's own later code needs cached (a run's global totals, a grid
@@ -96,7 +112,8 @@ def off_the_loop(work: Callable[[], Any], then: Callable[[], None]) -> Future | 
     worker for seconds. ``work`` must not touch Panel objects; ``then`` runs on the next tick
     of the session's document (the one Bokeh call safe from another thread) under its
     ``curdoc``, whether ``work`` succeeded or not (a failure is logged; ``then`` redoing the
-    work on the loop shows it). Outside a server session ``then`` runs at once.
+    work on the loop shows it). Outside a server session ``then`` runs at once. ``executor``
+    returns the pool to run ``work`` in (default :data:`background_executor`).
 
     Returns
     -------
@@ -122,7 +139,7 @@ def off_the_loop(work: Callable[[], Any], then: Callable[[], None]) -> Future | 
         except Exception:  # the session has gone
             log.debug("background work finished after its session ended", exc_info=True)
 
-    future = background_executor().submit(work)
+    future = executor().submit(work)
     future.add_done_callback(finished)
     return future
 
