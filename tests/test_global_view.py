@@ -394,3 +394,18 @@ def test_the_totals_pane_shows_every_model_and_stage_after_the_read(archive):
     shown = [c.label for c in view._totals_holder.objects[0].object[()]
              if np.isfinite(c.dimension_values(1)).any()]
     assert sorted(shown) == ["BETA.v1 Posterior", "BETA.v1 Prior"]
+
+
+def test_presentation_mode_shows_one_map_a_row(archive):
+    """Larger type in presentation mode: two maps a row ran past a 1400 px window's edge."""
+    from dashboard.views.global_view import GlobalView
+    from dashboard.views.style import Look
+
+    view, _ = _view(archive, time="2010-06")
+    _root(view)
+    assert len(view.maps) == 2 and view.map_holder.objects[0].ncols == 2
+    presented = GlobalView(selection=Selection(view="global", variable="gpp", time="2010-06"),
+                           service=DataService(archive, cache_mb=64),
+                           look=Look(presentation=True))
+    _root(presented)
+    assert presented.map_holder.objects[0].ncols == 1

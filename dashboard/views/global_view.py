@@ -462,7 +462,9 @@ class GlobalView(pn.viewable.Viewer):
         if n == 0:
             return pn.Spacer(height=10)
         # Two a row fit beside the sidebar of a 1400 px window (360 ran past its right edge).
-        width = 720 if n == 1 else 320
+        # In presentation mode (larger type) one a row: two ran past a 1400 px window's edge.
+        per_row = 1 if n == 1 or self.look.presentation else 2
+        width = 720 if n == 1 else 320 if per_row == 2 else 560
         # One pane per map in a grid: HoloViews Layouts of fixed-frame overlays collapsed to
         # zero size in Panel 1.9.
         self._rasters = {}
@@ -471,7 +473,7 @@ class GlobalView(pn.viewable.Viewer):
                                    linked_axes=False) for i in range(n)]
         self._map_panes = panes
         # Two a row: three ran past the right edge of a 1600 px window.
-        return pn.GridBox(*panes, ncols=1 if n == 1 else 2)
+        return pn.GridBox(*panes, ncols=per_row)
 
     def _structure_key(self) -> tuple:
         s = self.selection

@@ -81,7 +81,8 @@ class SiteCard(pn.viewable.Viewer):
             items.append(f'{entry}<span style="color:{self.look.muted_colour}">'
                          f'━━</span> {others} other model{"s" if others > 1 else ""} '
                          '(posterior; choose models in the sidebar to highlight them)</span>')
-        items.append(f'{entry}solid: posterior · dashed: prior · shaded: posterior '
+        # (the explanation may wrap: on one line it ran past the window in presentation mode)
+        items.append('<span>solid: posterior · dashed: prior · shaded: posterior '
                      f'95 % (≤ {MAX_BANDS} highlighted models) · Taylor diagram: arrows run '
                      'from ○ prior to ● posterior</span>')
         return " &nbsp; ".join(items)
