@@ -177,17 +177,27 @@ def _bind_url(selection: Selection, service: DataService) -> list[str]:
     def push(*_events) -> None:
         # The whole query is rewritten, so a value that was ignored leaves the URL too: a
         # shared link always reproduces what is on the screen.
+        location.search = desired()
+
+    def correct(event) -> None:
+        # The browser reports its own URL when it connects (Panel's Location sets ``search``
+        # from ``window.location``), which brings the ignored values back; that report can
+        # come before or after the page's onload. Write the corrected query again on the
+        # next tick: a value set while Panel applies the browser's change is not sent back.
+        if event.new != desired() and pn.state.curdoc is not None:
+            pn.state.curdoc.add_next_tick_callback(push)
+
+    def desired() -> str:
         query = query_from_selection(selection)
         for flag in ("theme", "present"):
             if _flag(args, flag):
                 query[flag] = _flag(args, flag)
-        location.search = "?" + urlencode(query, safe=",")
+        return "?" + urlencode(query, safe=",")
 
     selection.param.watch(push, list(query_from_selection(Selection()).keys())
                           + ["site", "models", "time", "layer", "projection"])
+    location.param.watch(correct, "search")
     push()
-    # The browser reports its own URL when it connects, which would bring the ignored values
-    # back: write the corrected query again once the page has loaded.
     pn.state.onload(push)
     return problems
 

@@ -596,3 +596,32 @@ def test_warming_renders_a_page_and_the_sites_view(service):
 
     _warm(service)  # `callmip serve --warm`: must render, not fail and be skipped
     assert ("series", CAL_SITE, "NEE", 1, tuple(service.model_ids())) in service.cache
+
+
+def test_a_late_browser_url_report_is_corrected_again(service, monkeypatch):
+    """The browser reports its own (bad) URL when it connects, before or after onload."""
+    from panel.io.state import set_curdoc
+
+    from dashboard import app as app_module
+
+    bad = {"view": [b"sites"], "site": [CAL_SITE.encode()], "scenario": [b"0"],
+           "variable": [b"nope"]}
+    monkeypatch.setattr(app_module, "_session_args", lambda: dict(bad))
+    document = Document()
+    with set_curdoc(document):
+        selection = Selection()
+        problems = app_module._bind_url(selection, service)
+        location = pn.state.location
+        corrected = location.search
+        assert "scenario=1" in corrected and "variable=NEE" in corrected
+        assert len(problems) == 2
+        # The browser's report of window.location arrives after the page has loaded.
+        location.search = f"?view=sites&site={CAL_SITE}&scenario=0&variable=nope"
+        pending = list(document.session_callbacks)
+        assert len(pending) == 1  # a rewrite on the next tick, not inside Panel's update
+        pending[0].callback()  # (running a next-tick callback removes it)
+        assert location.search == corrected
+        # A report that already matches the screen schedules nothing.
+        location.search = f"?view=sites&site={CAL_SITE}"
+        location.search = corrected
+        assert len(document.session_callbacks) == 1

@@ -141,7 +141,11 @@ def test_a_bad_url_value_shows_a_banner_and_the_page_still_works(watched, app_ur
     assert banner.count() >= 1
     assert watched.locator("text=variable='nope' is not one of").count() >= 1
     assert any(t.startswith(f"{CAL_SITE} NEE") for t in titles(watched))  # plots still drawn
-    # The URL is corrected: it names what is on the screen, not the ignored values.
+    # The URL is corrected: it names what is on the screen, not the ignored values (the
+    # correction is a message of its own, so give it a moment to arrive).
+    watched.wait_for_function(
+        "() => location.search.includes('scenario=1') && !location.search.includes('nope')",
+        timeout=10000)
     assert "scenario=1" in watched.url and "variable=NEE" in watched.url
     assert "scenario=0" not in watched.url and "nope" not in watched.url
     # The banner is styled (inline, inside Panel's shadow root), not plain text.
