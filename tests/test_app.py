@@ -625,3 +625,82 @@ def test_a_late_browser_url_report_is_corrected_again(service, monkeypatch):
         location.search = f"?view=sites&site={CAL_SITE}"
         location.search = corrected
         assert len(document.session_callbacks) == 1
+
+
+def _long_record_plot(days: int = 3000, shown: int = 365):
+    """A time series Plot of ``days`` daily values that opens on its last ``shown`` days."""
+    from dashboard.views.site_plots import Band, Line, Plot
+
+    day = 86_400_000.0
+    x = (np.datetime64("2001-01-01T12", "ms").astype("int64")
+         + np.arange(days) * day).astype("float64")
+    y = np.sin(np.arange(days) / 58.0).astype("float32")
+    return Plot(title="long", xlabel="", ylabel="NEE",
+                lines=(Line("A prior", x, y, "#ff0000", "dashed"),
+                       Line("A posterior", x, y + 1, "#ff0000")),
+                bands=(Band("observation uncertainty", x, y - 0.5, y + 0.5, "#000000", 0.2),),
+                points=(x[::3], y[::3]),
+                x_range=(x[-1] - shown * day, x[-1] + day), y_range=(-2.0, 3.0)), x, day
+
+
+def test_a_live_time_series_sends_the_days_around_its_view_and_follows_a_pan():
+    from dashboard.views.site_figures import timeseries_figure
+    from dashboard.views.style import Look
+
+    plot, x, day = _long_record_plot()
+    start, end = plot.x_range
+    width = end - start
+    figure = timeseries_figure(Look(), "NEE", send_visible=True)
+    figure.show(plot)
+    lines = figure.sources["lines"].data
+    held = lines["xs"][0]
+    # The view and as much again on each side (one day beyond each end carries the line to
+    # the edge): a fraction of the 3000 days, and exactly the plot's own values.
+    assert held[0] <= start - width and held[-1] == x[-1]  # (the record ends in the view)
+    assert held[1] >= start - width and len(held) < 0.5 * len(x)
+    first = int(np.searchsorted(x, held[0]))
+    np.testing.assert_array_equal(lines["ys"][1], plot.lines[1].y[first:first + len(held)])
+    band_x = figure.sources["bands"].data["xs"][0]
+    assert len(band_x) == 2 * len(held)  # along the upper edge and back along the lower
+    points = figure.sources["points"].data["x"]
+    assert points[0] < start - width <= points[1] and points[-1] == x[::3][-1]
+    assert (figure.x_range.start, figure.x_range.end) == plot.x_range
+
+    # A pan within the held days sends nothing.
+    assert not figure.follow_view(start - 0.5 * width, end - 0.5 * width)
+    assert figure.sources["lines"].data["xs"][0] is held
+    # A pan back to 2003 sends the days of that view (and its margins).
+    view = (x[800], x[800] + width)
+    assert figure.follow_view(*view)
+    moved = figure.sources["lines"].data["xs"][0]
+    assert moved[0] <= view[0] - width and moved[-1] >= view[1] + width
+    assert moved[-1] < start - width  # the days of the old view are not resent
+    # Zoomed out to the whole record: every day.
+    assert figure.follow_view(x[0] - day, x[-1] + day)
+    np.testing.assert_array_equal(figure.sources["lines"].data["xs"][0], x)
+
+    # A figure that sends everything (a static page) never slices.
+    static = timeseries_figure(Look(), "NEE")
+    static.show(plot)
+    assert len(static.sources["lines"].data["xs"][0]) == len(x)
+    assert not static.follow_view(*view)
+
+
+def test_the_sites_view_answers_the_browsers_ranges_update(service):
+    from bokeh.events import RangesUpdate
+
+    selection = Selection(site=CAL_SITE)
+    view = SitesView(selection=selection, service=service)
+    root = pn.panel(view).get_root(Document(), comm=Comm())
+    nee = _figures(root)[f"{CAL_SITE} NEE"]
+    qh = view.series_figures["Qh"]
+    full = [len(xs) for xs in qh.sources["lines"].data["xs"]]
+    assert min(full) > 700  # the test records are two years: all of them are held
+    # The browser reports a view far after the record (a long pan): the series hold only
+    # the record's last day there; back on the record, every day again.
+    day = 86_400_000.0
+    last = float(qh.sources["lines"].data["xs"][0][-1])
+    nee._trigger_event(RangesUpdate(nee, x0=last + 2000 * day, x1=last + 2300 * day))
+    assert all(len(xs) <= 1 for xs in qh.sources["lines"].data["xs"])
+    nee._trigger_event(RangesUpdate(nee, x0=last - 700 * day, x1=last))
+    assert [len(xs) for xs in qh.sources["lines"].data["xs"]] == full

@@ -103,6 +103,46 @@ def test_clicking_a_site_updates_the_time_series(watched, app_url):
     assert f"site={VAL_SITE}" in watched.url
 
 
+#: (number of days, first day) of the NEE time series' first model line in the browser.
+_NEE_LINE_JS = """() => {
+    const fig = [...Bokeh.documents[0].all_models].find(
+        m => m.title && m.title.text && m.title.text.includes(' NEE'));
+    const source = fig.renderers.map(r => r.data_source).find(s => s.data.dash);
+    const canvas = Bokeh.index.find_one(fig).canvas_view.el.getBoundingClientRect();
+    return {n: source.data.xs[0].length, first: source.data.xs[0][0],
+            box: [canvas.left, canvas.top, canvas.width, canvas.height]};
+}"""
+
+
+def test_a_pan_past_the_sent_days_brings_the_days_of_the_new_view(watched, app_url):
+    # The series hold the days around the view; a mouse pan beyond them asks the server for
+    # the new view's days (Bokeh's RangesUpdate at the end of the pan), and the whole record
+    # button sends every day again.
+    watched.goto(f"{app_url}/?view=sites&site={CAL_SITE}")
+    wait_idle(watched)
+    opened = watched.evaluate(_NEE_LINE_JS)
+    assert opened["n"] > 700  # the test records are two years: all of them held
+    watched.evaluate("""() => { const fig = [...Bokeh.documents[0].all_models].find(
+        m => m.title && m.title.text && m.title.text.includes(' NEE'));
+        Bokeh.index.find_one(fig).canvas_view.el.scrollIntoView(); }""")
+    for _ in range(3):  # drag the plot leftwards: the view moves past the record's end
+        left, top, width, height = watched.evaluate(_NEE_LINE_JS)["box"]
+        y = top + height / 2
+        watched.mouse.move(left + width * 0.9, y)
+        watched.mouse.down()
+        for step in range(1, 9):
+            watched.mouse.move(left + width * (0.9 - 0.1 * step), y)
+        watched.mouse.up()
+        watched.wait_for_timeout(400)
+    watched.wait_for_function(
+        f"() => ({_NEE_LINE_JS})().first > {opened['first']}", timeout=15000)
+    panned = watched.evaluate(_NEE_LINE_JS)
+    assert panned["n"] < opened["n"]  # only the days around the new view
+    watched.get_by_role("button", name="Whole record").click()
+    watched.wait_for_function(
+        f"() => ({_NEE_LINE_JS})().n === {opened['n']}", timeout=15000)
+
+
 def test_sites_screenshot_shows_data(watched, app_url):
     from PIL import Image
 

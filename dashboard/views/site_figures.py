@@ -8,6 +8,11 @@ of at most five glyphs, vectorised over lines, bands and markers (one ``MultiLin
 model's prior and posterior with per-line colour, dash and width; one ``Patches`` every band),
 so a session is a few hundred models, and a new selection replaces the ``data`` of those few
 sources: one small message, one redraw.
+
+A live time series holds only the days around what it shows (:meth:`PlotFigure.follow_view`):
+a site's 12–18-year record opens on its last two years, and sending every day of every line
+and band made a site switch 1.1–1.6 MB that the browser then had to draw. After a pan or zoom
+that leaves those days, the browser's ``RangesUpdate`` brings the days of the new view.
 """
 
 from __future__ import annotations
@@ -93,6 +98,10 @@ class PlotFigure:
     marker_tooltips : list of (str, str, str), optional
         ``(column, label, format)`` of each hover line of the ``markers`` (the columns come
         from :attr:`Markers.extra`); ``None`` for no hover.
+    send_visible : bool
+        Send the bands, lines and points only around the plot's x range (the range itself
+        and as much again on each side); :meth:`follow_view` sends the days of a new view.
+        For a served page only: a static page has no server to ask for them.
     **figure_options
         Size options of :func:`bokeh.plotting.figure` (``height``, ``sizing_mode``,
         ``frame_width``, …).
@@ -101,9 +110,15 @@ class PlotFigure:
     def __init__(self, look: Look, parts: Sequence[str], *, time_axis: bool = False,
                  x_range: Range1d | None = None, time_axis_models: tuple | None = None,
                  point_tooltips: list | None = None,
-                 marker_tooltips: list | None = None, **figure_options) -> None:
+                 marker_tooltips: list | None = None, send_visible: bool = False,
+                 **figure_options) -> None:
         self.look = look
         self.parts = tuple(parts)
+        self.send_visible = send_visible
+        #: The plot drawn last, and the x span whose bands, lines and points the browser holds
+        #: (``None``: all of them).
+        self._plot: Plot | None = None
+        self._span: tuple[float, float] | None = None
         scale = look.fontscale
         self.x_range = x_range if x_range is not None else Range1d(0, 1)
         self.y_range = Range1d(0, 1)
@@ -193,24 +208,10 @@ class PlotFigure:
         palette = list(plot.palette) or ["#000000"]
         if list(self.mapper.palette) != palette:
             self.mapper.update(palette=palette, low=-0.5, high=len(palette) - 0.5)
-        if "bands" in self.parts:
-            # A band is the polygon along its upper edge and back along its lower one.
-            self.sources["bands"].data = {
-                "xs": [np.concatenate([b.x, b.x[::-1]]) for b in plot.bands],
-                "ys": [np.concatenate([b.upper, b.lower[::-1]]) for b in plot.bands],
-                "label": [b.label for b in plot.bands],
-                "colour": [b.colour for b in plot.bands],
-                "alpha": [b.alpha for b in plot.bands]}
-        if "lines" in self.parts:
-            self.sources["lines"].data = {
-                "xs": [line.x for line in plot.lines], "ys": [line.y for line in plot.lines],
-                "label": [line.label for line in plot.lines],
-                "colour": [line.colour for line in plot.lines],
-                "dash": [line.dash for line in plot.lines],
-                "width": [line.width for line in plot.lines],
-                "alpha": [line.alpha for line in plot.lines]}
-        if "points" in self.parts:
-            self.sources["points"].data = {"x": plot.points[0], "y": plot.points[1]}
+        self._plot = plot
+        self._span = (_around(plot.x_range) if self.send_visible and plot.x_range is not None
+                      else None)
+        self._send_series(plot)
         if "segments" in self.parts:
             self.sources["segments"].data = dict(zip(("x0", "y0", "x1", "y1", "code"),
                                                      plot.segments, strict=True))
@@ -222,6 +223,80 @@ class PlotFigure:
             self.x_range.update(start=plot.x_range[0], end=plot.x_range[1])
         if plot.y_range is not None:
             self.y_range.update(start=plot.y_range[0], end=plot.y_range[1])
+
+    def follow_view(self, start: float, end: float) -> bool:
+        """Send the bands, lines and points of the x view ``start``–``end`` if not yet sent.
+
+        Parameters
+        ----------
+        start, end : float
+            The x range the browser shows (epoch milliseconds on a time axis), as its
+            ``RangesUpdate`` event reports it after a pan, zoom or reset.
+
+        Returns
+        -------
+        bool
+            Whether new data were sent (``False`` when the browser already holds the view's
+            days, or the figure sends everything).
+        """
+        if self._plot is None or self._span is None or not np.isfinite([start, end]).all():
+            return False
+        if start >= self._span[0] and end <= self._span[1]:
+            return False
+        self._span = _around((start, end))
+        self._send_series(self._plot)
+        return True
+
+    def _send_series(self, plot: Plot) -> None:
+        """Put the bands, lines and points of ``plot`` (within the held span) in the sources."""
+        span = self._span
+        if "bands" in self.parts:
+            bands = [(b, _within(b.x, span)) for b in plot.bands]
+            # A band is the polygon along its upper edge and back along its lower one.
+            self.sources["bands"].data = {
+                "xs": [np.concatenate([b.x[i], b.x[i][::-1]]) for b, i in bands],
+                "ys": [np.concatenate([b.upper[i], b.lower[i][::-1]]) for b, i in bands],
+                "label": [b.label for b in plot.bands],
+                "colour": [b.colour for b in plot.bands],
+                "alpha": [b.alpha for b in plot.bands]}
+        if "lines" in self.parts:
+            kept = [_within(line.x, span) for line in plot.lines]
+            self.sources["lines"].data = {
+                "xs": [line.x[i] for line, i in zip(plot.lines, kept, strict=True)],
+                "ys": [line.y[i] for line, i in zip(plot.lines, kept, strict=True)],
+                "label": [line.label for line in plot.lines],
+                "colour": [line.colour for line in plot.lines],
+                "dash": [line.dash for line in plot.lines],
+                "width": [line.width for line in plot.lines],
+                "alpha": [line.alpha for line in plot.lines]}
+        if "points" in self.parts:
+            x, y = plot.points
+            i = _within(np.asarray(x), span)
+            self.sources["points"].data = {"x": x[i], "y": y[i]}
+
+
+def _around(view: tuple[float, float]) -> tuple[float, float]:
+    """The span sent for an x view: the view and as much again on each side.
+
+    A pan of up to a whole view shows days already sent; the browser asks for more when the
+    view leaves the span (its ``RangesUpdate`` after the pan).
+    """
+    start, end = float(view[0]), float(view[1])
+    width = max(end - start, 0.0)
+    return start - width, end + width
+
+
+def _within(x: np.ndarray, span: tuple[float, float] | None) -> slice:
+    """The slice of ascending ``x`` inside ``span``, with one point beyond each end.
+
+    The extra points carry a line to the span's edges. Everything when ``span`` is ``None``
+    or ``x`` is not ascending.
+    """
+    if span is None or len(x) < 2 or not bool(np.all(x[1:] >= x[:-1])):
+        return slice(None)
+    first = max(int(np.searchsorted(x, span[0], side="left")) - 1, 0)
+    last = min(int(np.searchsorted(x, span[1], side="right")) + 1, len(x))
+    return slice(first, last)
 
 
 def drawn(figure: PlotFigure, plot: Plot, **pane_options) -> pn.pane.Bokeh:
@@ -246,10 +321,14 @@ def _marker_data(plot: Plot, columns: list[str]) -> dict[str, np.ndarray]:
 
 
 def timeseries_figure(look: Look, variable: str, x_range: Range1d | None = None,
-                      time_axis_models: tuple | None = None) -> PlotFigure:
-    """A site's time series: bands, model lines and observed days (hover: date and value)."""
+                      time_axis_models: tuple | None = None, send_visible: bool = False
+                      ) -> PlotFigure:
+    """A site's time series: bands, model lines and observed days (hover: date and value).
+
+    ``send_visible``: see :class:`PlotFigure` (the live Sites view).
+    """
     return PlotFigure(look, ("bands", "lines", "points"), time_axis=True, x_range=x_range,
-                      time_axis_models=time_axis_models,
+                      time_axis_models=time_axis_models, send_visible=send_visible,
                       point_tooltips=[("date", "@x{%F}"), (variable, "@y")],
                       height=230, sizing_mode="stretch_width")
 

@@ -1,7 +1,8 @@
 """Sites: a map of the sites coloured by a metric, and the selected site's series and diagrams.
 
 Linked views: clicking a site on the map sets ``selection.site`` (and the URL); the time series
-of NEE, Qle and Qh share their time axis (pan or zoom one and the others follow); the seasonal
+of NEE, Qle and Qh share their time axis (pan or zoom one and the others follow, and the days of
+the new view are sent when the browser lacks them); the seasonal
 cycle, scatter and Taylor diagram follow the selected variable. The view composes small parts —
 :class:`~dashboard.views.site_map.SiteMap`, :class:`~dashboard.views.site_card.SiteCard`, what
 :class:`~dashboard.views.site_plots.SitePlots` computes and the Bokeh figures of
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 import panel as pn
 import param
+from bokeh.events import RangesUpdate
 from bokeh.models import Range1d
 
 from dashboard.service import DataService
@@ -112,6 +114,26 @@ class SitesView(pn.viewable.Viewer):
             if names & {"metric", "variable", "scenario", "stage", "models"}:
                 self.map.show(s.metric, s.variable, s.scenario, s.stage, list(s.models))
 
+    def _on_view(self, event: RangesUpdate) -> None:
+        """After a pan, zoom or reset: send the days of the new view the browser lacks.
+
+        The time series hold only the days around what they show (``send_visible``); the
+        browser reports the view every linked plot shows once an interaction ends.
+        """
+        figures = [*self.series_figures.values(), self.unobserved_figure]
+        document = next((f.figure.document for f in figures if f is not None), None)
+        with pn.io.hold(document):
+            for figure in figures:
+                if figure is not None:
+                    figure.follow_view(event.x0, event.x1)
+
+    def _series_figure(self, variable: str) -> PlotFigure:
+        """A time series figure on the shared time axis that follows the browser's view."""
+        figure = timeseries_figure(self.look, variable, self.time_range, self._time_axis,
+                                   send_visible=True)
+        figure.figure.on_event(RangesUpdate, self._on_view)
+        return figure
+
     def _on_window(self, event: param.parameterized.Event) -> None:
         with pn.io.hold():
             for variable, figure in self.series_figures.items():
@@ -122,8 +144,7 @@ class SitesView(pn.viewable.Viewer):
     # -- parts of the page -----------------------------------------------------------------
     def _unobserved_timeseries(self) -> pn.pane.Bokeh:
         """The time series pane of the selected variable without observations."""
-        self.unobserved_figure = timeseries_figure(self.look, "value", self.time_range,
-                                                   self._time_axis)
+        self.unobserved_figure = self._series_figure("value")
         self._draw_series(self.unobserved_figure, self.selection.variable)
         self._unobserved_pane = pn.pane.Bokeh(self.unobserved_figure.figure,
                                               sizing_mode="stretch_width")
@@ -131,7 +152,7 @@ class SitesView(pn.viewable.Viewer):
 
     def _timeseries(self, variable: str) -> pn.pane.Bokeh:
         """The time series pane of an observed flux."""
-        figure = timeseries_figure(self.look, variable, self.time_range, self._time_axis)
+        figure = self._series_figure(variable)
         self.series_figures[variable] = figure
         self._draw_series(figure, variable)
         return pn.pane.Bokeh(figure.figure, sizing_mode="stretch_width")
