@@ -136,8 +136,11 @@ def build_widgets(selection: Selection, service: DataService, *,
         options={label.split(" (")[0]: key for key, label in METRICS.items()},
         name="Map colour")
     widgets = [view, site, variable, model_pick, scenario, stage, metric]
-    for widget in widgets:  # fit the sidebar (fixed widths ran past its edge)
-        widget.sizing_mode = "stretch_width"
+    for widget in widgets:
+        widget.sizing_mode = "stretch_width"  # fit the sidebar (fixed widths ran past its edge)
+        # Each is one discrete choice: handle it at once. Panel waits 50 ms for more changes
+        # of a widget (``_debounce``), a sixth of a site switch's 0.3 s budget.
+        widget._debounce = 0
     return widgets
 
 

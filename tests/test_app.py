@@ -704,3 +704,15 @@ def test_the_sites_view_answers_the_browsers_ranges_update(service):
     assert all(len(xs) <= 1 for xs in qh.sources["lines"].data["xs"])
     nee._trigger_event(RangesUpdate(nee, x0=last - 700 * day, x1=last))
     assert [len(xs) for xs in qh.sources["lines"].data["xs"]] == full
+
+
+def test_sidebar_choices_are_handled_without_panels_debounce(service):
+    # Panel waits 50 ms for more changes of a widget before handling a browser change; the
+    # sidebar's widgets are single discrete choices, so a switch must not wait.
+    from dashboard.app import build_widgets
+
+    widgets = build_widgets(Selection(), service)
+    assert {type(w).__name__ for w in widgets} >= {"Select", "MultiChoice",
+                                                  "RadioButtonGroup"}
+    assert all(w._debounce == 0 for w in widgets)
+    assert pn.widgets.Select()._debounce > 0  # (Panel's default, which these override)
