@@ -1,4 +1,4 @@
-"""Filling a page in steps: each plot is built, sent and drawn before the next one is built.
+"""Filling a page in steps: each plot is built and sent before the next one is built.
 
 A served session gets the page shell first (``defer_load`` in :mod:`dashboard.app`); a view then
 adds its plots one per event-loop tick, so the first plot reaches the browser while the others
@@ -58,17 +58,72 @@ def in_server_session() -> bool:
     return document is not None and document.session_context is not None
 
 
-def after_this_update(callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the current update has gone to the browser.
+#: How often (ms) :func:`when_sent` looks whether the session's messages have gone out, and
+#: how long (ms) it waits at most before it runs its callback anyway.
+SENT_POLL_MS = 5
+SENT_MAX_WAIT_MS = 1000
 
-    In a server session it runs on the next tick of the session's event loop, so the browser
-    draws what this update changed while the server computes the rest; elsewhere (tests,
-    static export) at once.
+
+def writes_pending(doc: Any) -> bool:
+    """Whether messages of the session of ``doc`` are still being written to its websocket.
+
+    Panel serialises an update's message at the end of the callback that made it and writes
+    it from a task of the event loop once the socket's write lock is free; a write completes
+    only while the loop is free. A next-tick callback that computes for a while (the next
+    plot of a page) therefore held back the previous plot's message: the Global view's map
+    went out ~0.45 s late, after the zonal profile and the series had been built. Reads
+    Panel's and Tornado's private bookkeeping; if that changes, it says "nothing pending"
+    and the page simply fills as before.
     """
-    if in_server_session():
-        pn.state.execute(callback, schedule=True)
-    else:
+    try:
+        from panel.io import document as panel_document
+
+        if (doc in panel_document._WRITE_BLOCK or doc in panel_document._WRITE_MSGS
+                or panel_document._WRITE_FUTURES.get(doc)):
+            return True
+        session = getattr(doc.session_context, "session", None)
+        for connection in getattr(session, "_subscribed_connections", ()):
+            lock = getattr(connection._socket, "write_lock", None)
+            if lock is not None and lock._block._value == 0:  # a write under way
+                return True
+    except Exception:  # private API moved: do not wait
+        return False
+    return False
+
+
+def when_sent(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once what this session changed so far has gone to the browser.
+
+    In a server session it runs on a later tick of the event loop, when the session's pending
+    messages are written (looked at every :data:`SENT_POLL_MS` ms, for at most
+    :data:`SENT_MAX_WAIT_MS` ms), so the browser draws the last update while the server
+    computes the next; elsewhere (tests, static export) at once.
+    """
+    if not in_server_session():
         callback()
+        return
+    doc = pn.state.curdoc
+    waited = [0]
+
+    def run_when_sent() -> None:
+        from panel.io.state import set_curdoc
+
+        if waited[0] < SENT_MAX_WAIT_MS and writes_pending(doc):
+            waited[0] += SENT_POLL_MS
+            doc.add_timeout_callback(run_when_sent, SENT_POLL_MS)
+            return
+        with set_curdoc(doc):
+            callback()
+
+    pn.state.execute(run_when_sent, schedule=True)
+
+
+def after_this_update(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the current update has gone to the browser (:func:`when_sent`).
+
+    The browser draws what this update changed while the server computes the rest.
+    """
+    when_sent(callback)
 
 
 def lazy_pool(threads: int, prefix: str) -> Callable[[], ThreadPoolExecutor]:
@@ -173,8 +228,8 @@ def fill_progressively(container: pn.layout.ListLike,
         item = _built(pending.pop(0))
         if item is not None:
             container.append(item)
-        if pending:
-            pn.state.execute(add_next, schedule=True)
+        if pending:  # the next part once this one has gone to the browser
+            when_sent(add_next)
         else:
             complete()
 
