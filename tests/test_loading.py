@@ -119,3 +119,70 @@ def test_outside_a_server_everything_happens_at_once():
     loading.fill_progressively(page, [lambda: pn.pane.Markdown("a"),
                                       lambda: pn.pane.Markdown("b")])
     assert ran == [1] and len(page) == 2 and loading.COMPLETE_CLASS in page.css_classes
+
+
+def _next_ticks(document: Document) -> list:
+    from bokeh.server.callbacks import NextTickCallback
+
+    return [c for c in document.session_callbacks if isinstance(c, NextTickCallback)]
+
+
+def test_when_laid_out_waits_until_the_browser_reports_every_plot(served_doc):
+    from bokeh.plotting import figure
+
+    plots = [figure(), figure()]
+    ran = []
+    with set_curdoc(served_doc):
+        loading.when_laid_out(plots, lambda: ran.append(pn.state.curdoc))
+    assert ran == [] and _next_ticks(served_doc) == []  # only the time limit is pending
+    plots[0].trigger("inner_width", 0, 700)  # the browser laid out the first plot
+    assert ran == [] and _next_ticks(served_doc) == []
+    plots[1].trigger("inner_width", 0, 700)
+    ticks = _next_ticks(served_doc)
+    assert len(ticks) == 1 and ran == []  # run on the next tick, not inside the report
+    ticks[0].callback()
+    assert ran == [served_doc]
+    # Done once: the time limit and later reports do nothing more.
+    _run_due(served_doc)
+    plots[0].trigger("inner_width", 700, 710)
+    _run_due(served_doc)
+    assert ran == [served_doc]
+
+
+def test_when_laid_out_goes_on_without_a_report_after_its_limit(served_doc):
+    from bokeh.plotting import figure
+    from bokeh.server.callbacks import TimeoutCallback
+
+    ran = []
+    with set_curdoc(served_doc):
+        loading.when_laid_out([figure()], lambda: ran.append(1))
+    limits = [c for c in served_doc.session_callbacks if isinstance(c, TimeoutCallback)]
+    assert [c.timeout for c in limits] == [loading.LAID_OUT_MAX_WAIT_MS]
+    limits[0].callback()  # the browser never reported (a hidden plot, a gone page)
+    assert ran == [1]
+
+
+def test_a_page_waits_for_its_first_plot_to_be_laid_out(served_doc, monkeypatch):
+    from bokeh.plotting import figure
+
+    monkeypatch.setattr(loading, "writes_pending", lambda doc: False)
+    plot = figure()
+    built = []
+
+    def part(name: str):
+        def build() -> pn.pane.Markdown:
+            built.append(name)
+            return pn.pane.Markdown(name)
+        return build
+
+    page = pn.Column()
+    with set_curdoc(served_doc):
+        loading.fill_progressively(page, [part("map"), part("profile"), part("series")],
+                                   first_drawn=lambda: [plot])
+    _run_due(served_doc)
+    assert built == ["map"]
+    assert _next_ticks(served_doc) == []  # waiting for the browser, not for a tick
+    plot.trigger("inner_width", 0, 720)
+    for _ in range(3):
+        _run_due(served_doc)
+    assert built == ["map", "profile", "series"]

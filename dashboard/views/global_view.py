@@ -837,9 +837,15 @@ class GlobalView(pn.viewable.Viewer):
             self.map_holder.objects = [self._build_maps()]
         page = pn.Column(self.controls(), self.message, self.caption,
                          sizing_mode="stretch_width")
-        fill_progressively(page, [self._maps_row, self._fill_zonal, self._series_row])
+        fill_progressively(page, [self._maps_row, self._fill_zonal, self._series_row],
+                           first_drawn=self._map_figures)
         self._page = page
         return page
+
+    def _map_figures(self) -> list:
+        """The Bokeh figures of the maps on the page (one per map pane and document)."""
+        return [plot.state for pane in self._map_panes
+                for plot, _ in (getattr(pane, "_plots", None) or {}).values()]
 
 
 __all__ = ["GlobalView", "PROJECTIONS", "pretty_units"]

@@ -196,7 +196,10 @@ class SitesView(pn.viewable.Viewer):
             self._unobserved_timeseries if self._unobserved(s.variable)
             else _bind(self._timeseries, s.variable))
         fill_progressively(page, [first, built_together(
-            [*(_bind(self._timeseries, v) for v in observed), self._diagrams])])
+            [*(_bind(self._timeseries, v) for v in observed), self._diagrams])],
+            first_drawn=lambda: [f.figure for f in (self.unobserved_figure,
+                                                    *self.series_figures.values())
+                                 if f is not None])
         return page
 
 
