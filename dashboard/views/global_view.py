@@ -670,7 +670,7 @@ class GlobalView(pn.viewable.Viewer):
                       sizing_mode="stretch_width")
 
     def _maps_row(self) -> pn.viewable.Viewable:
-        """The maps, with room for the zonal profile (filled on the next tick)."""
+        """The maps, with room for the zonal profile (added once the maps are laid out)."""
         if len(self.models) > 1:  # (some layers draw one map per model)
             # Below the maps: beside a grid of two maps a row it ran past the right edge of a
             # 1280-1400 px window and hid the second map.
