@@ -42,6 +42,9 @@ DOCUMENT_READY = {"kind": "MessageSent", "msg_type": "bokeh_event",
                   "msg_data": {"type": "event", "name": "document_ready",
                                "values": {"type": "map", "entries": []}}}
 POLL_S = 0.05
+#: Bokeh plot models a browser lays out (and reports the width of); the width reported.
+PLOT_MODELS = {"Figure", "Plot", "GMap"}
+LAID_OUT_WIDTH = 600
 
 
 class LoadError(Exception):
@@ -258,6 +261,7 @@ class SessionClient:
         self._ack: asyncio.Future | None = None
         self._tracker: ChangeTracker | None = None
         self._closing = False
+        self._reported: set[str] = set()
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -298,6 +302,7 @@ class SessionClient:
         self.widgets = find_widgets([{"id": i, "name": n, "attributes": self.index.attributes[i]}
                                      for i, n in self.index.names.items()])
         self.timings["pulled"] = time.perf_counter() - start
+        self._report_layout(doc.get("roots", []))
         if self.complete_class is None or any(self._has_complete_class(a.get("css_classes"))
                                               for a in self.index.attributes.values()):
             self._complete.set()
@@ -384,10 +389,29 @@ class SessionClient:
         elif message.msgtype == "PATCH-DOC":
             self._on_patch(message.content.get("events", []), now)
 
+    def _report_layout(self, value: Any) -> None:
+        """Report the new plots inside ``value`` as laid out, as a browser does.
+
+        A browser sends each plot's ``inner_width`` once it has laid the plot out, and the
+        app waits for that report before it sends a page's second part
+        (``dashboard.views.loading.when_laid_out``); without it every open here would wait
+        for the app's time limit instead.
+        """
+        plots = [obj["id"] for obj in iter_objects(value)
+                 if obj.get("name") in PLOT_MODELS and obj["id"] not in self._reported]
+        if not plots or self._conn is None or self.disconnected:
+            return
+        self._reported.update(plots)
+        events = [{"kind": "ModelChanged", "model": {"id": plot}, "attr": "inner_width",
+                   "new": LAID_OUT_WIDTH} for plot in plots]
+        task = asyncio.get_running_loop().create_task(self._send_events(events))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # (a gone session)
+
     def _on_patch(self, events: list[dict], now: float) -> None:
         tracker = self._tracker
         for event in events:
             self.index.add(event.get("new"))
+            self._report_layout(event.get("new"))
             if self._complete is not None and self._completes(event):
                 self._complete.set()
             model_id = (event.get("model") or {}).get("id")
