@@ -177,6 +177,13 @@ def _bind_url(selection: Selection, service: DataService) -> list[str]:
         return problems
     args = _session_args()
 
+    def desired() -> str:
+        query = query_from_selection(selection)
+        for flag in ("theme", "present"):
+            if _flag(args, flag):
+                query[flag] = _flag(args, flag)
+        return "?" + urlencode(query, safe=",")
+
     def push(*_events) -> None:
         # The whole query is rewritten, so a value that was ignored leaves the URL too: a
         # shared link always reproduces what is on the screen.
@@ -190,18 +197,10 @@ def _bind_url(selection: Selection, service: DataService) -> list[str]:
         if event.new != desired() and pn.state.curdoc is not None:
             pn.state.curdoc.add_next_tick_callback(push)
 
-    def desired() -> str:
-        query = query_from_selection(selection)
-        for flag in ("theme", "present"):
-            if _flag(args, flag):
-                query[flag] = _flag(args, flag)
-        return "?" + urlencode(query, safe=",")
-
     selection.param.watch(push, list(query_from_selection(Selection()).keys())
                           + ["site", "models", "time", "layer", "projection"])
     location.param.watch(correct, "search")
     push()
-    pn.state.onload(push)
     return problems
 
 

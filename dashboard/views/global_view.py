@@ -31,10 +31,10 @@ from dashboard.service import DataService
 from dashboard.state import PROJECTIONS, Selection
 from dashboard.views import global_map as gm
 from dashboard.views.loading import (
-    after_this_update,
     fill_progressively,
     in_server_session,
     off_the_loop,
+    when_sent,
 )
 from dashboard.views.style import (
     ACTIVE_BUTTON_CSS,
@@ -735,7 +735,7 @@ class GlobalView(pn.viewable.Viewer):
             if self._zonal_key() == self._zonal_built:
                 self._update_zonal()
 
-        after_this_update(update)
+        when_sent(update)
 
     def _update_zonal(self) -> None:
         """New profiles for the selection's time (the figure's sources replaced in place)."""

@@ -1,9 +1,10 @@
 """Filling a page in steps: each plot is built and sent before the next one is built.
 
 A served session gets the page shell first (``defer_load`` in :mod:`dashboard.app`); a view then
-adds its plots one per event-loop tick, so the first plot reaches the browser while the others
-are still being built, and other sessions' events interleave between the steps instead of
-queueing behind a whole page.
+adds its plots one at a time, each once the last one's message has been written
+(:func:`when_sent`), so the first plot reaches the browser while the others are still being
+built, and other sessions' events interleave between the steps instead of queueing behind a
+whole page.
 """
 
 from __future__ import annotations
@@ -165,14 +166,6 @@ def when_laid_out(models: list[Any], callback: Callable[[], None]) -> None:
     doc.add_timeout_callback(fire, LAID_OUT_MAX_WAIT_MS)
 
 
-def after_this_update(callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the current update has gone to the browser (:func:`when_sent`).
-
-    The browser draws what this update changed while the server computes the rest.
-    """
-    when_sent(callback)
-
-
 def lazy_pool(threads: int, prefix: str) -> Callable[[], ThreadPoolExecutor]:
     """A function returning the worker's thread pool, created on its first call.
 
@@ -275,7 +268,6 @@ def fill_progressively(container: pn.layout.ListLike,
         complete()
         return
     pending = list(factories)
-    first = [True]
 
     def add_next() -> None:
         item = _built(pending.pop(0))
@@ -283,16 +275,14 @@ def fill_progressively(container: pn.layout.ListLike,
             container.append(item)
         if not pending:
             complete()
-        elif first[0] and first_drawn is not None:
-            first[0] = False
-            try:
+        elif first_drawn is not None and len(pending) == len(factories) - 1:
+            try:  # the first part is in: the second waits until its plots are laid out
                 plots = first_drawn()
             except Exception:  # (nothing to wait for: go on)
                 log.debug("no plots to wait for", exc_info=True)
                 plots = []
             when_laid_out(plots, add_next)
         else:  # the next part once this one has gone to the browser
-            first[0] = False
             when_sent(add_next)
 
     if pending:

@@ -120,12 +120,15 @@ class SitesView(pn.viewable.Viewer):
         The time series hold only the days around what they show (``send_visible``); the
         browser reports the view every linked plot shows once an interaction ends.
         """
-        figures = [*self.series_figures.values(), self.unobserved_figure]
-        document = next((f.figure.document for f in figures if f is not None), None)
-        with pn.io.hold(document):
+        figures = self._time_series_figures()
+        with pn.io.hold(figures[0].figure.document if figures else None):
             for figure in figures:
-                if figure is not None:
-                    figure.follow_view(event.x0, event.x1)
+                figure.follow_view(event.x0, event.x1)
+
+    def _time_series_figures(self) -> list[PlotFigure]:
+        """Every time series figure built so far (the unobserved variable's first)."""
+        return [f for f in (self.unobserved_figure, *self.series_figures.values())
+                if f is not None]
 
     def _series_figure(self, variable: str) -> PlotFigure:
         """A time series figure on the shared time axis that follows the browser's view."""
@@ -197,9 +200,7 @@ class SitesView(pn.viewable.Viewer):
             else _bind(self._timeseries, s.variable))
         fill_progressively(page, [first, built_together(
             [*(_bind(self._timeseries, v) for v in observed), self._diagrams])],
-            first_drawn=lambda: [f.figure for f in (self.unobserved_figure,
-                                                    *self.series_figures.values())
-                                 if f is not None])
+            first_drawn=lambda: [f.figure for f in self._time_series_figures()])
         return page
 
 
